@@ -1,0 +1,45 @@
+"""Every Redis key and queue name ifcflow writes, beside arq's own. One place, so nothing collides."""
+
+from __future__ import annotations
+
+from arq.constants import (
+    abort_jobs_ss,
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
+
+# arq's keys, re-exported so readers of this module see the whole key space.
+ARQ_JOB = job_key_prefix  # job definition while queued or running
+ARQ_IN_PROGRESS = in_progress_key_prefix  # set by the worker that runs the job
+ARQ_RESULT = result_key_prefix  # finished job: success flag, result or error, times
+ARQ_RETRY = retry_key_prefix  # try counter
+ARQ_ABORT = abort_jobs_ss  # ids whose abort was requested
+
+# Our per-job record: operation, queue, request id, original arguments (for requeue), progress and
+# retry notes. arq keeps none of these across the job's life, and the status API needs all of them.
+JOB_META = "ifcflow:job:"
+
+# Idempotency-Key -> job id happens by hashing, so no key is needed for it; the job's meta holds the
+# fingerprint of the first request so a different body under the same key is refused.
+
+# Live workers, scored by last heartbeat (ms): the gateway counts live ones with one ZCOUNT.
+WORKERS = "ifcflow:workers"
+# Per-worker details (host, pid, queue, counters), expiring on their own when the worker dies.
+WORKER = "ifcflow:worker:"
+
+# Last health check of each IFC service, written by the cron job with a TTL so stale means unknown.
+SERVICE_HEALTH = "ifcflow:service-health:"
+
+
+def job_meta(job_id: str) -> str:
+    return JOB_META + job_id
+
+
+def worker(worker_id: str) -> str:
+    return WORKER + worker_id
+
+
+def service_health(service: str) -> str:
+    return SERVICE_HEALTH + service

@@ -1,0 +1,124 @@
+"""The one settings class: every knob is an ``IFCFLOW_*`` environment variable (or a line in ``.env``)."""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from contracts.operations import OPERATIONS, SERVICES, Operation
+
+DEFAULT_QUEUE = "arq:queue"  # arq's own default, so arq's CLI (`arq --check`) sees our queue as is
+
+
+class Settings(BaseSettings):
+    """Configuration of the gateway, the workers and the IFC services."""
+
+    model_config = SettingsConfigDict(env_prefix="IFCFLOW_", env_file=".env", extra="ignore")
+
+    redis_url: str = "redis://localhost:6379/0"
+    # NoDecode: a plain comma-separated list, not JSON, is what operators type.
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # Open mode must be asked for by name; an empty key list alone never opens the API.
+    allow_anonymous: bool = False
+    data_dir: Path = Path("data")
+
+    ifcconvert_url: AnyHttpUrl = AnyHttpUrl("http://localhost:7001")
+    ifcclash_url: AnyHttpUrl = AnyHttpUrl("http://localhost:7002")
+    ifccsv_url: AnyHttpUrl = AnyHttpUrl("http://localhost:7003")
+    ifctester_url: AnyHttpUrl = AnyHttpUrl("http://localhost:7004")
+    ifcdiff_url: AnyHttpUrl = AnyHttpUrl("http://localhost:7005")
+    ifc2json_url: AnyHttpUrl = AnyHttpUrl("http://localhost:7006")
+    ifc5d_url: AnyHttpUrl = AnyHttpUrl("http://localhost:7007")
+
+    job_timeout: int = Field(3600, gt=0, description="seconds; every operation without its own entry")
+    # Clash detection on large federated models is the one operation known to run for hours.
+    job_timeouts: dict[Operation, int] = Field(default_factory=lambda: {Operation.ifcclash: 7200})
+    max_tries: int = Field(5, ge=1, le=100)
+    retry_backoff: float = Field(2.0, gt=0, description="seconds before the first retry; doubles each try")
+    retry_backoff_max: float = Field(300.0, gt=0)
+    result_ttl: int = Field(86_400, gt=0, description="seconds a finished job's status and result are kept")
+
+    max_jobs: int = Field(500, ge=1, description="jobs in flight per worker process")
+    health_check_period: int = Field(30, ge=5, le=3600, description="seconds between service health checks")
+    heartbeat_interval: float = Field(5.0, gt=0)
+    queue_name: str = Field(DEFAULT_QUEUE, min_length=1, description="queue this worker serves")
+    # Operation -> queue; operations not listed go to the default queue.
+    queues: dict[Operation, str] = Field(default_factory=dict)
+
+    # IFC services: child processes each service runs at once; 0 means one per CPU core.
+    service_concurrency: int = Field(0, ge=0, le=256)
+
+    max_upload_bytes: int = Field(2 * 1024**3, gt=0)
+    max_request_bytes: int = Field(1024**2, gt=0, description="largest JSON body the gateway reads")
+    public_url: str = Field("", description="base URL put in status_url/ws_url; empty: the request's own")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool | None = Field(None, description="JSON logs; default: when stderr is not a TTY")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("job_timeouts", "queues")
+    @classmethod
+    def _positive_or_named(cls, value: dict[Operation, object]) -> dict[Operation, object]:
+        for op, v in value.items():
+            if isinstance(v, int) and v <= 0:
+                raise ValueError(f"{op.value}: must be a positive number of seconds")
+            if isinstance(v, str) and not v:
+                raise ValueError(f"{op.value}: queue name must not be empty")
+        return value
+
+    def timeout_for(self, op: Operation) -> int:
+        return self.job_timeouts.get(op, self.job_timeout)
+
+    def queue_for(self, op: Operation) -> str:
+        return self.queues.get(op, DEFAULT_QUEUE)
+
+    def service_url(self, service: str) -> str:
+        if service not in SERVICES:
+            raise KeyError(service)
+        return str(getattr(self, f"{service}_url")).rstrip("/")
+
+    def operation_url(self, op: Operation) -> str:
+        spec = OPERATIONS[op]
+        return self.service_url(spec.service) + spec.path
+
+    def api_key_values(self) -> list[bytes]:
+        return [k.get_secret_value().encode() for k in self.api_keys]
+
+
+def _explain(error: ValidationError) -> str:
+    first = error.errors()[0]
+    loc = first["loc"][0] if first["loc"] else ""
+    return f"invalid setting IFCFLOW_{str(loc).upper()}: {first['msg']}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment (and ``.env``)."""
+    return Settings()
+
+
+def load_settings_or_exit(*, require_api_keys: bool = False) -> Settings:
+    """``get_settings()`` for process entry points: a bad value stops the process with one clear line."""
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        print(f"ifcflow: {_explain(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if require_api_keys and not settings.api_keys and not settings.allow_anonymous:
+        print(
+            "ifcflow: invalid setting IFCFLOW_API_KEYS: required (comma-separated keys), "
+            "or set IFCFLOW_ALLOW_ANONYMOUS=true for local use",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    return settings
