@@ -7,9 +7,8 @@ from enum import Enum
 from pathlib import PurePosixPath
 from typing import Annotated, Any, get_args, get_origin
 
-from pydantic.fields import FieldInfo
-
 from pydantic import AfterValidator, BaseModel
+from pydantic.fields import FieldInfo
 
 
 class PathRole(Enum):
@@ -46,7 +45,10 @@ def _role_of(field: FieldInfo) -> PathRole | None:
     return next((m for m in candidates if isinstance(m, PathRole)), None)
 
 
-def path_fields(model: BaseModel, loc: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], PathRole, Any, str]]:
+Loc = tuple[str | int, ...]
+
+
+def path_fields(model: BaseModel, loc: Loc = ()) -> Iterator[tuple[Loc, PathRole, Any, str]]:
     """Yield ``(loc, role, owner, field_name)`` for every path field set in ``model``, nested ones too."""
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)

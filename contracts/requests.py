@@ -16,7 +16,9 @@ from contracts.operations import Operation
 from contracts.paths import InputPath, OutputPath
 
 # Formats the ifcopenshell.geom serializers write, by output file extension.
-CONVERT_FORMATS = frozenset({"glb", "gltf", "obj", "dae", "stp", "step", "igs", "iges", "svg", "xml", "h5", "ttl", "ifc"})
+CONVERT_FORMATS = frozenset(
+    {"glb", "gltf", "obj", "dae", "stp", "step", "igs", "iges", "svg", "xml", "h5", "ttl", "ifc"}
+)
 
 
 class OperationRequest(BaseModel):

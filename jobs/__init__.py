@@ -1,0 +1,18 @@
+"""arq workers: ``arq jobs.WorkerSettings`` runs one.
+
+``WorkerSettings`` is built on first access, not at import, so settings are read when the worker
+starts (and a bad value stops it with one clear line) rather than whenever this package is imported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    if name == "WorkerSettings":
+        from jobs.worker import build_worker_settings
+        from settings import load_settings_or_exit
+
+        return build_worker_settings(load_settings_or_exit())
+    raise AttributeError(f"module 'jobs' has no attribute {name!r}")

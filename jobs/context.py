@@ -1,0 +1,35 @@
+"""The worker's ``ctx``: what arq puts in it, and the clients ``on_startup`` adds."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import TypedDict
+
+import aiohttp
+from arq import ArqRedis
+
+from settings import Settings
+
+
+class WorkerCounters(TypedDict):
+    running: int
+    complete: int
+    failed: int
+    retried: int
+
+
+class WorkerContext(TypedDict, total=False):
+    # arq's own keys
+    redis: ArqRedis
+    job_id: str
+    job_try: int
+    enqueue_time: datetime
+    score: int
+    # ours, made in on_startup and closed in on_shutdown
+    settings: Settings
+    http: aiohttp.ClientSession
+    worker_id: str
+    started_at: float
+    counters: WorkerCounters
+    heartbeat: asyncio.Task[None]

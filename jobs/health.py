@@ -1,0 +1,98 @@
+"""Liveness, both ways: the cron check of every IFC service, and this worker's own heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+from typing import Any
+
+import aiohttp
+import structlog
+
+from contracts import keys
+from contracts.operations import SERVICES
+from jobs.context import WorkerContext
+
+log = structlog.get_logger("jobs.health")
+_CHECK_TIMEOUT = aiohttp.ClientTimeout(total=5)
+
+
+async def _check_one(session: aiohttp.ClientSession, service: str, url: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    error: str | None = None
+    try:
+        async with session.get(f"{url}/health", timeout=_CHECK_TIMEOUT) as resp:
+            if resp.status != 200:
+                error = f"HTTP {resp.status}"
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+    return {
+        "service": service,
+        "healthy": error is None,
+        "error": error,
+        "checked_at": int(time.time() * 1000),
+        "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+
+
+async def check_services(ctx: WorkerContext) -> dict[str, bool]:
+    """Cron job: call every service's ``/health`` at once and store each answer with a TTL."""
+    settings, redis = ctx["settings"], ctx["redis"]
+    results = await asyncio.gather(
+        *(_check_one(ctx["http"], s, settings.service_url(s)) for s in SERVICES)
+    )
+    # Two periods: one missed check is tolerated, a stopped checker turns into "unknown".
+    ttl = settings.health_check_period * 2 + 5
+    async with redis.pipeline(transaction=False) as pipe:
+        for r in results:
+            pipe.set(keys.service_health(r["service"]), json.dumps(r), ex=ttl)
+        await pipe.execute()
+    for r in results:
+        if not r["healthy"]:
+            log.warning("service.unhealthy", service=r["service"], error=r["error"])
+    return {r["service"]: r["healthy"] for r in results}
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+async def beat_once(ctx: WorkerContext) -> None:
+    settings, redis, worker_id = ctx["settings"], ctx["redis"], ctx["worker_id"]
+    now = int(time.time() * 1000)
+    ttl_ms = int(settings.heartbeat_interval * 3 * 1000)
+    info = {
+        "worker_id": worker_id,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "queue": settings.queue_name,
+        "started_at": int(ctx["started_at"] * 1000),
+        "last_heartbeat": now,
+        **ctx["counters"],
+    }
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zadd(keys.WORKERS, {worker_id: now})
+        pipe.set(keys.worker(worker_id), json.dumps(info), px=ttl_ms)
+        # Workers that died without saying goodbye drop out of the set here.
+        pipe.zremrangebyscore(keys.WORKERS, "-inf", now - ttl_ms)
+        await pipe.execute()
+
+
+async def heartbeat_loop(ctx: WorkerContext) -> None:
+    """Refresh this worker's heartbeat until cancelled; a Redis outage only skips beats."""
+    while True:
+        try:
+            await beat_once(ctx)
+        except Exception as exc:  # a lost beat must never stop the worker
+            log.warning("worker.heartbeat_failed", error=str(exc))
+        await asyncio.sleep(ctx["settings"].heartbeat_interval)
+
+
+async def say_goodbye(ctx: WorkerContext) -> None:
+    async with ctx["redis"].pipeline(transaction=False) as pipe:
+        pipe.zrem(keys.WORKERS, ctx["worker_id"])
+        pipe.delete(keys.worker(ctx["worker_id"]))
+        await pipe.execute()

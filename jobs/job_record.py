@@ -1,0 +1,36 @@
+"""What a running job writes into its ``ifcflow:job:<id>`` record: start, progress, retries, end."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from arq import ArqRedis
+
+from contracts import keys
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def mark_started(redis: ArqRedis, job_id: str, attempt: int) -> None:
+    await redis.hset(
+        keys.job_meta(job_id),
+        mapping={"started_at": now_ms(), "tries": attempt, "progress": "", "retry": ""},
+    )
+
+
+async def set_progress(redis: ArqRedis, job_id: str, percent: float, phase: str) -> None:
+    progress = json.dumps({"percent": round(percent, 1), "phase": phase[:200]})
+    await redis.hset(keys.job_meta(job_id), "progress", progress)
+
+
+async def mark_retrying(redis: ArqRedis, job_id: str, attempt: int, reason: str, delay: float) -> None:
+    retry = json.dumps({"attempt": attempt, "reason": reason[:500], "next_try_at": now_ms() + int(delay * 1000)})
+    await redis.hset(keys.job_meta(job_id), "retry", retry)
+
+
+async def mark_finished(redis: ArqRedis, job_id: str, result_ttl: int) -> None:
+    # The record lives as long as arq keeps the result it describes (the end time is in that result).
+    await redis.expire(keys.job_meta(job_id), result_ttl)

@@ -1,0 +1,46 @@
+"""The worker's hooks: clients made in ``on_startup``, closed in ``on_shutdown``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any, cast
+
+import aiohttp
+import structlog
+
+from jobs.context import WorkerContext
+from jobs.health import heartbeat_loop, new_worker_id, say_goodbye
+from settings import get_settings
+from settings.logging import configure_logging
+
+log = structlog.get_logger("jobs.worker")
+
+
+async def startup(raw_ctx: dict[str, Any]) -> None:
+    ctx = cast(WorkerContext, raw_ctx)
+    settings = get_settings()
+    # arq's CLI configured stdlib logging after importing us; take it over now.
+    configure_logging(settings.log_level, settings.log_json)
+    ctx["settings"] = settings
+    # One session for every job of this process; no per-host cap, the job count is the cap.
+    ctx["http"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
+    ctx["worker_id"] = new_worker_id()
+    ctx["started_at"] = time.time()
+    ctx["counters"] = {"running": 0, "complete": 0, "failed": 0, "retried": 0}
+    ctx["heartbeat"] = asyncio.create_task(heartbeat_loop(ctx))
+    log.info("worker.started", worker_id=ctx["worker_id"], queue=settings.queue_name, max_jobs=settings.max_jobs)
+
+
+async def shutdown(raw_ctx: dict[str, Any]) -> None:
+    ctx = cast(WorkerContext, raw_ctx)
+    if "heartbeat" in ctx:
+        ctx["heartbeat"].cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ctx["heartbeat"]
+    with contextlib.suppress(Exception):
+        await say_goodbye(ctx)
+    if "http" in ctx:
+        await ctx["http"].close()
+    log.info("worker.stopped", worker_id=ctx.get("worker_id"))

@@ -1,0 +1,146 @@
+"""The job functions, one per operation: validate, call the operation's service, retry what is transient."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from arq import Retry
+
+from contracts.operations import OPERATIONS, Operation
+from contracts.requests import REQUEST_MODELS
+from contracts.serialization import JobError
+from contracts.wire import ErrorInfo
+from jobs import job_record
+from jobs.backoff import retry_delay
+from jobs.context import WorkerContext
+from jobs.errors import TransientServiceError
+from jobs.service_client import call_service
+
+log = structlog.get_logger("jobs")
+
+
+async def run_operation(
+    ctx: WorkerContext, op: Operation, request: dict[str, Any], request_id: str | None
+) -> dict[str, Any]:
+    """Run one try of ``op``; raises ``Retry`` while tries remain for a transient failure."""
+    redis, settings, job_id, attempt = ctx["redis"], ctx["settings"], ctx["job_id"], ctx["job_try"]
+    spec = OPERATIONS[op]
+    structlog.contextvars.bind_contextvars(
+        job_id=job_id, operation=op.value, attempt=attempt, request_id=request_id
+    )
+    counters = ctx["counters"]
+    counters["running"] += 1
+    started = time.perf_counter()
+    await job_record.mark_started(redis, job_id, attempt)
+    log.info("job.started")
+
+    async def on_progress(percent: float, phase: str) -> None:
+        await job_record.set_progress(redis, job_id, percent, phase)
+
+    def elapsed_ms() -> float:
+        return round((time.perf_counter() - started) * 1000, 1)
+
+    try:
+        # Anything that reached the queue without the gateway (arq CLI, scripts) is checked here too.
+        body = REQUEST_MODELS[op].model_validate(request).model_dump(mode="json", by_alias=True)
+        result = await call_service(
+            ctx["http"],
+            service=spec.service,
+            url=settings.operation_url(op),
+            body=body,
+            job_id=job_id,
+            request_id=request_id,
+            on_progress=on_progress,
+        )
+    except TransientServiceError as exc:
+        if attempt >= settings.max_tries:
+            counters["failed"] += 1
+            await job_record.mark_finished(redis, job_id, settings.result_ttl)
+            log.warning("job.failed", reason=exc.message, duration_ms=elapsed_ms())
+            raise JobError(
+                ErrorInfo(
+                    type="service_unavailable",
+                    message=f"gave up after {attempt} tries: {exc.message}",
+                    service=spec.service,
+                    status_code=exc.status_code,
+                )
+            ) from exc
+        delay = retry_delay(attempt, settings.retry_backoff, settings.retry_backoff_max, exc.retry_after)
+        await job_record.mark_retrying(redis, job_id, attempt, exc.message, delay)
+        counters["retried"] += 1
+        log.info("job.retrying", reason=exc.message, delay_s=round(delay, 2), duration_ms=elapsed_ms())
+        raise Retry(defer=delay) from exc
+    except ValueError as exc:  # pydantic's ValidationError
+        counters["failed"] += 1
+        await job_record.mark_finished(redis, job_id, settings.result_ttl)
+        log.warning("job.failed", reason=str(exc), duration_ms=elapsed_ms())
+        raise JobError(ErrorInfo(type="invalid_request", message=str(exc))) from exc
+    except JobError as exc:
+        counters["failed"] += 1
+        await job_record.mark_finished(redis, job_id, settings.result_ttl)
+        log.warning("job.failed", reason=exc.info.message, status_code=exc.info.status_code, duration_ms=elapsed_ms())
+        raise
+    finally:
+        counters["running"] -= 1
+    counters["complete"] += 1
+    await job_record.mark_finished(redis, job_id, settings.result_ttl)
+    log.info("job.completed", duration_ms=elapsed_ms())
+    return result
+
+
+async def ifcconvert(ctx: WorkerContext, *, request: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
+    """Convert an IFC model to glTF, OBJ, ... with the convert service."""
+    return await run_operation(ctx, Operation.ifcconvert, request, request_id)
+
+
+async def ifcclash(ctx: WorkerContext, *, request: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
+    """Run clash sets with the clash service."""
+    return await run_operation(ctx, Operation.ifcclash, request, request_id)
+
+
+async def ifccsv(ctx: WorkerContext, *, request: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
+    """Export elements to CSV/XLSX/ODS with the csv service."""
+    return await run_operation(ctx, Operation.ifccsv, request, request_id)
+
+
+async def ifccsv_import(
+    ctx: WorkerContext, *, request: dict[str, Any], request_id: str | None = None
+) -> dict[str, Any]:
+    """Import CSV edits back into an IFC model with the csv service."""
+    return await run_operation(ctx, Operation.ifccsv_import, request, request_id)
+
+
+async def ifctester(ctx: WorkerContext, *, request: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
+    """Validate a model against an IDS with the tester service."""
+    return await run_operation(ctx, Operation.ifctester, request, request_id)
+
+
+async def ifcdiff(ctx: WorkerContext, *, request: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
+    """Diff two models with the diff service."""
+    return await run_operation(ctx, Operation.ifcdiff, request, request_id)
+
+
+async def ifc2json(ctx: WorkerContext, *, request: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
+    """Convert a model to JSON with the json service."""
+    return await run_operation(ctx, Operation.ifc2json, request, request_id)
+
+
+async def calculate_qtos(
+    ctx: WorkerContext, *, request: dict[str, Any], request_id: str | None = None
+) -> dict[str, Any]:
+    """Quantity take-off with the ifc5d service."""
+    return await run_operation(ctx, Operation.calculate_qtos, request, request_id)
+
+
+JOB_FUNCTIONS = {
+    Operation.ifcconvert: ifcconvert,
+    Operation.ifcclash: ifcclash,
+    Operation.ifccsv: ifccsv,
+    Operation.ifccsv_import: ifccsv_import,
+    Operation.ifctester: ifctester,
+    Operation.ifcdiff: ifcdiff,
+    Operation.ifc2json: ifc2json,
+    Operation.calculate_qtos: calculate_qtos,
+}

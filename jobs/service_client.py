@@ -1,0 +1,116 @@
+"""One call to an IFC service: post the request, relay progress, classify failures."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import structlog
+
+from contracts.serialization import JobError
+from contracts.wire import JOB_ID_HEADER, NDJSON, REQUEST_ID_HEADER, ErrorInfo
+from jobs.errors import TransientServiceError
+
+log = structlog.get_logger("jobs.service")
+
+ProgressCallback = Callable[[float, str], Awaitable[None]]
+# The job's own time limit (arq's per-function timeout) bounds the whole call; this only bounds connecting.
+_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=10)
+_MAX_DETAIL = 2000
+
+
+async def _error_detail(resp: aiohttp.ClientResponse) -> str:
+    """The service's own message from an error response, whatever shape it has."""
+    text = (await resp.text(errors="replace"))[:_MAX_DETAIL * 4]
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text.strip()[:_MAX_DETAIL] or resp.reason or f"HTTP {resp.status}"
+    if isinstance(body, dict):
+        if isinstance(body.get("error"), dict) and "message" in body["error"]:
+            return str(body["error"]["message"])[:_MAX_DETAIL]
+        if "detail" in body:
+            detail = body["detail"]
+            return (detail if isinstance(detail, str) else json.dumps(detail))[:_MAX_DETAIL]
+    return text[:_MAX_DETAIL]
+
+
+def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
+    try:
+        return float(resp.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+
+
+async def _read_stream(resp: aiohttp.ClientResponse, service: str, on_progress: ProgressCallback) -> dict[str, Any]:
+    async for raw in resp.content:
+        line = raw.strip()
+        if not line:
+            continue
+        event = json.loads(line)
+        kind = event.get("event")
+        if kind == "progress":
+            await on_progress(float(event.get("percent", 0)), str(event.get("phase", "")))
+        elif kind == "result":
+            return dict(event["result"])
+        elif kind == "error":
+            info = ErrorInfo.model_validate({**event["error"], "service": service})
+            raise JobError(info)
+    raise TransientServiceError(f"{service} closed its progress stream without a result")
+
+
+async def call_service(
+    session: aiohttp.ClientSession,
+    *,
+    service: str,
+    url: str,
+    body: dict[str, Any],
+    job_id: str,
+    request_id: str | None,
+    on_progress: ProgressCallback,
+) -> dict[str, Any]:
+    """POST ``body`` to ``url`` and return the service's result.
+
+    Raises ``TransientServiceError`` for what a retry may fix and ``JobError`` for what it will not.
+    """
+    headers = {JOB_ID_HEADER: job_id, "Accept": f"{NDJSON}, application/json"}
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
+    started = time.perf_counter()
+    status: int | None = None
+    try:
+        async with session.post(url, json=body, headers=headers, timeout=_TIMEOUT) as resp:
+            status = resp.status
+            if resp.status == 429 or resp.status >= 500:
+                detail = await _error_detail(resp)
+                raise TransientServiceError(
+                    f"{service} answered {resp.status}: {detail}",
+                    status_code=resp.status,
+                    retry_after=_retry_after(resp),
+                )
+            if resp.status >= 400:
+                detail = await _error_detail(resp)
+                raise JobError(
+                    ErrorInfo(type="service_error", message=detail, service=service, status_code=resp.status)
+                )
+            if resp.content_type == NDJSON:
+                return await _read_stream(resp, service, on_progress)
+            result = await resp.json(content_type=None)
+            if not isinstance(result, dict):
+                raise JobError(ErrorInfo(type="service_error", message="result is not a JSON object", service=service))
+            return result
+    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+        raise TransientServiceError(f"{service} unreachable: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
+    except (ValueError, KeyError) as exc:
+        raise JobError(ErrorInfo(type="service_error", message=f"malformed response: {exc}", service=service)) from exc
+    finally:
+        log.info(
+            "service.call",
+            service=service,
+            url=url,
+            status_code=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        )

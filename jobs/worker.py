@@ -1,0 +1,63 @@
+"""The declarative worker: every function, cron job and knob arq needs, from one ``Settings``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import cron, func
+from arq.connections import RedisSettings
+
+from contracts.operations import Operation
+from contracts.serialization import deserialize, serialize
+from jobs.health import check_services
+from jobs.lifecycle import shutdown, startup
+from jobs.operations import JOB_FUNCTIONS
+from settings import Settings
+
+
+def _cron_slots(period: int) -> dict[str, Any]:
+    if period < 60:
+        return {"second": set(range(0, 60, period))}
+    return {"minute": set(range(0, 60, max(1, period // 60))), "second": 0}
+
+
+def build_worker_settings(settings: Settings) -> type:
+    """The class ``arq jobs.WorkerSettings`` runs."""
+    functions = [
+        func(
+            JOB_FUNCTIONS[op],  # type: ignore[arg-type]
+            name=op.value,
+            timeout=settings.timeout_for(op),
+            max_tries=settings.max_tries,
+            keep_result=settings.result_ttl,
+        )
+        for op in Operation
+    ]
+    health_cron = cron(
+        check_services,  # type: ignore[arg-type]
+        name="check_services",
+        run_at_startup=True,
+        timeout=30,
+        keep_result=0,
+        **_cron_slots(settings.health_check_period),
+    )
+    return type(
+        "WorkerSettings",
+        (),
+        {
+            "functions": functions,
+            "cron_jobs": [health_cron],
+            "on_startup": startup,
+            "on_shutdown": shutdown,
+            "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+            "queue_name": settings.queue_name,
+            "max_jobs": settings.max_jobs,
+            "keep_result": settings.result_ttl,
+            "max_tries": settings.max_tries,
+            "allow_abort_jobs": True,
+            "job_serializer": serialize,
+            "job_deserializer": deserialize,
+            "poll_delay": settings.poll_delay,
+            "handle_signals": True,
+        },
+    )

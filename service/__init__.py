@@ -1,0 +1,1 @@
+"""The FastAPI gateway: ``uvicorn service.app:app``."""

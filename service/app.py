@@ -1,0 +1,50 @@
+"""The gateway application: ``uvicorn service.app:app``."""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
+from service.lifespan import lifespan
+from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from service.routers import files, health, jobs, operations
+
+log = structlog.get_logger("service")
+
+# Bodies of operation requests are small JSON; uploads have their own, larger, limit.
+MAX_JSON_BODY = 1024 * 1024
+
+
+async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("redis.unavailable", error=type(exc).__name__)
+    return JSONResponse({"detail": "Redis is unavailable; try again shortly"}, status_code=503)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("http.unhandled_error")
+    return JSONResponse({"detail": "internal error; see the gateway log for request id"}, status_code=500)
+
+
+def create_app() -> FastAPI:
+    """Build the gateway; settings and clients are made in the lifespan, not here."""
+    app = FastAPI(
+        title="ifcflow",
+        summary="IFC processing as a service: submit jobs, follow them, fetch the results.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.include_router(operations.router)
+    app.include_router(jobs.router)
+    app.include_router(files.router)
+    app.include_router(health.router)
+    app.add_exception_handler(RedisError, _redis_down)
+    app.add_exception_handler(OSError, _redis_down)
+    app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(BodyLimitMiddleware, default_max_bytes=MAX_JSON_BODY)
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+app = create_app()

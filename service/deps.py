@@ -1,0 +1,49 @@
+"""Dependencies of the routes: state from the lifespan, and the API key check."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, cast
+
+from arq import ArqRedis
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader
+
+from settings import Settings
+
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return cast(Settings, request.state.settings)
+
+
+def get_redis(request: Request) -> ArqRedis:
+    return cast(ArqRedis, request.state.redis)
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+RedisDep = Annotated[ArqRedis, Depends(get_redis)]
+
+
+def key_matches(presented: str, settings: Settings) -> bool:
+    """Constant-time comparison against every configured key (no early exit on a match)."""
+    given = presented.encode()
+    matched = False
+    for key in settings.api_key_values():
+        matched |= hmac.compare_digest(given, key)
+    return matched
+
+
+def require_api_key(settings: SettingsDep, api_key: Annotated[str | None, Security(_api_key_header)]) -> str:
+    """The caller's key: 401 without one, 403 with a wrong one; '' in the explicit open mode."""
+    if settings.allow_anonymous and not settings.api_keys:
+        return ""
+    if not api_key:
+        raise HTTPException(401, "missing API key: send it in the X-API-Key header")
+    if not key_matches(api_key, settings):
+        raise HTTPException(403, "invalid API key")
+    return api_key
+
+
+ApiKeyDep = Annotated[str, Depends(require_api_key)]

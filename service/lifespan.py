@@ -1,0 +1,60 @@
+"""The gateway's clients, made at start and closed at stop, never per request."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypedDict
+
+import structlog
+from arq import ArqRedis
+from fastapi import FastAPI
+from redis.asyncio import ConnectionPool
+
+from contracts.serialization import deserialize, serialize
+from settings import Settings, load_settings_or_exit
+from settings.logging import configure_logging
+
+log = structlog.get_logger("service")
+
+
+class GatewayState(TypedDict):
+    settings: Settings
+    redis: ArqRedis
+
+
+def connect_redis(settings: Settings) -> ArqRedis:
+    """An arq client over a lazy pool: the gateway starts, and answers 503, while Redis is down."""
+    pool = ConnectionPool.from_url(
+        settings.redis_url,
+        # Short timeouts: a request fails fast with 503 rather than hanging while Redis is away.
+        socket_connect_timeout=2,
+        socket_timeout=10,
+        health_check_interval=30,
+        max_connections=1000,
+    )
+    return ArqRedis(pool, job_serializer=serialize, job_deserializer=deserialize)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[GatewayState]:
+    settings = load_settings_or_exit(require_api_keys=True)
+    configure_logging(settings.log_level, settings.log_json)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (settings.data_dir / "uploads").mkdir(exist_ok=True)
+    (settings.data_dir / "output").mkdir(exist_ok=True)
+    redis = connect_redis(settings)
+    log.info("gateway.started", redis=redis_safe_url(settings.redis_url), auth=bool(settings.api_keys))
+    try:
+        yield {"settings": settings, "redis": redis}
+    finally:
+        await redis.aclose()
+        log.info("gateway.stopped")
+
+
+def redis_safe_url(url: str) -> str:
+    """The Redis URL without its password, for logs."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"

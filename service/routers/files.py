@@ -1,0 +1,75 @@
+"""Files in the data directory: upload inputs, list, download outputs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse
+
+from service.deps import ApiKeyDep, SettingsDep
+from service.paths import inside
+from service.schemas import FileInfo, UploadResult
+from service.uploads import UploadRefused, receive_upload
+
+router = APIRouter(tags=["files"])
+_MAX_LISTED = 5000
+
+
+@router.post("/upload/{file_type}", response_model=UploadResult, status_code=201)
+async def upload(
+    file_type: Literal["ifc", "ids", "bcf", "csv"], request: Request, settings: SettingsDep, _: ApiKeyDep
+) -> UploadResult:
+    """Upload a file (multipart field ``file``) into ``uploads/``; 413 over the size limit."""
+    try:
+        name, size = await receive_upload(
+            request, settings.data_dir / "uploads", file_type, settings.max_upload_bytes
+        )
+    except UploadRefused as exc:
+        raise HTTPException(exc.status_code, exc.message) from None
+    return UploadResult(filename=name, path=f"uploads/{name}", size=size)
+
+
+@router.get("/files", response_model=list[FileInfo])
+async def list_files(
+    settings: SettingsDep,
+    _: ApiKeyDep,
+    prefix: Annotated[str, Query(max_length=512, description="only paths starting with this")] = "",
+) -> list[FileInfo]:
+    """Files in the data directory (uploads and outputs), newest first."""
+    return await asyncio.to_thread(_walk, settings.data_dir.resolve(), prefix)
+
+
+def _walk(root: Path, prefix: str) -> list[FileInfo]:
+    found: list[FileInfo] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if name.startswith("."):  # uploads and outputs still being written
+                continue
+            full = Path(dirpath) / name
+            rel = full.relative_to(root).as_posix()
+            if not rel.startswith(prefix):
+                continue
+            st = full.stat()
+            found.append(FileInfo(path=rel, size=st.st_size, modified_at=datetime.fromtimestamp(st.st_mtime, UTC)))
+            if len(found) >= _MAX_LISTED:
+                break
+    found.sort(key=lambda f: f.modified_at, reverse=True)
+    return found
+
+
+@router.get("/files/{path:path}", response_class=FileResponse)
+async def download(path: str, settings: SettingsDep, _: ApiKeyDep) -> FileResponse:
+    """Download a file from the data directory."""
+    root = settings.data_dir.resolve()
+    if "\x00" in path:
+        raise HTTPException(422, "path: must not contain NUL")
+    real = Path(os.path.realpath(root / path))
+    if not inside(root, real) or not real.is_file():
+        raise HTTPException(404, f"file {path!r} not found")
+    return FileResponse(real, filename=real.name)

@@ -1,0 +1,96 @@
+"""One route per operation: validate, check paths, enqueue, answer 202 with the job id."""
+
+# No `from __future__ import annotations`: FastAPI must see the generated body model itself.
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Request, Response
+from pydantic import BaseModel, create_model
+
+from contracts.operations import OPERATIONS, Operation, OperationSpec
+from contracts.requests import REQUEST_MODELS
+from service.deps import ApiKeyDep, RedisDep, SettingsDep
+from service.job_control import IdempotencyConflict, job_id_for, submit
+from service.job_view import JobStatus, read_job
+from service.paths import PathRefused, normalize_paths
+from service.schemas import JobAccepted, JobOptions
+from settings import Settings
+
+router = APIRouter(tags=["operations"])
+
+
+def job_urls(request: Request, settings: Settings, job_id: str) -> tuple[str, str]:
+    base = (settings.public_url or str(request.base_url)).rstrip("/")
+    ws_base = "ws" + base.removeprefix("http")
+    return f"{base}/jobs/{job_id}", f"{ws_base}/jobs/{job_id}/ws"
+
+
+def _body_model(op: Operation) -> type[BaseModel]:
+    request_model = REQUEST_MODELS[op]
+    return create_model(
+        f"{request_model.__name__}Body", __base__=(request_model, JobOptions)
+    )
+
+
+def _make_route(spec: OperationSpec) -> Any:
+    op = spec.operation
+    request_model = REQUEST_MODELS[op]
+    body_model = _body_model(op)
+    request_fields = set(request_model.model_fields)
+
+    async def submit_operation(
+        body: body_model,  # type: ignore[valid-type]
+        request: Request,
+        response: Response,
+        redis: RedisDep,
+        settings: SettingsDep,
+        api_key: ApiKeyDep,
+        idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    ) -> JobAccepted:
+        operation_request = request_model.model_validate(
+            body.model_dump(include=request_fields, by_alias=True)  # type: ignore[attr-defined]
+        )
+        try:
+            normalize_paths(operation_request, settings.data_dir, spec.service)
+        except PathRefused as exc:
+            raise HTTPException(
+                422, [{"loc": ["body", *exc.loc], "msg": exc.message, "type": "path_refused"}]
+            ) from None
+        job_id = job_id_for(idempotency_key, api_key)
+        try:
+            submitted = await submit(
+                redis,
+                settings,
+                op,
+                operation_request.model_dump(mode="json", by_alias=True),
+                job_id=job_id,
+                request_id=request.state.request_id,
+                defer_until=body.defer_until,  # type: ignore[attr-defined]
+                defer_by=body.defer_by,  # type: ignore[attr-defined]
+            )
+        except IdempotencyConflict:
+            raise HTTPException(409, "Idempotency-Key was already used with a different request") from None
+        status_url, ws_url = job_urls(request, settings, job_id)
+        if submitted.created:
+            deferred = body.defer_by or body.defer_until  # type: ignore[attr-defined]
+            status = JobStatus.deferred if deferred else JobStatus.queued
+        else:
+            response.status_code = 200
+            response.headers["Idempotent-Replayed"] = "true"
+            view = await read_job(redis, job_id)
+            status = view.status if view else JobStatus.queued
+        return JobAccepted(job_id=job_id, status=status, status_url=status_url, ws_url=ws_url)
+
+    submit_operation.__name__ = f"submit_{op.value}"
+    return submit_operation
+
+
+for _spec in OPERATIONS.values():
+    router.add_api_route(
+        _spec.path,
+        _make_route(_spec),
+        methods=["POST"],
+        status_code=202,
+        response_model=JobAccepted,
+        summary=_spec.summary,
+        responses={200: {"description": "replay of an earlier request with the same Idempotency-Key"}},
+    )

@@ -1,0 +1,43 @@
+"""Bodies the gateway adds around the operations' own request models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field, model_validator
+
+from service.job_view import JobStatus
+
+
+class JobOptions(BaseModel):
+    """Scheduling fields any operation request may carry; they never reach the service."""
+
+    defer_by: float | None = Field(None, ge=0, le=365 * 86400, description="seconds to wait before running")
+    defer_until: datetime | None = Field(None, description="ISO 8601 time to run at (with a timezone)")
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> JobOptions:
+        if self.defer_by is not None and self.defer_until is not None:
+            raise ValueError("defer_by and defer_until: give one, not both")
+        if self.defer_until is not None and self.defer_until.tzinfo is None:
+            raise ValueError("defer_until: needs a timezone, e.g. 2026-01-01T08:00:00Z")
+        return self
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: JobStatus
+    status_url: str
+    ws_url: str
+
+
+class FileInfo(BaseModel):
+    path: str
+    size: int
+    modified_at: datetime
+
+
+class UploadResult(BaseModel):
+    filename: str
+    path: str
+    size: int

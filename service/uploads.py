@@ -1,0 +1,133 @@
+"""Streaming a multipart upload straight to disk, with a size cap, without buffering the file."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+ALLOWED_SUFFIXES: dict[str, frozenset[str]] = {
+    "ifc": frozenset({".ifc", ".ifczip", ".ifcxml"}),
+    "ids": frozenset({".ids", ".xml"}),
+    "bcf": frozenset({".bcf", ".bcfzip"}),
+    "csv": frozenset({".csv", ".xlsx", ".ods"}),
+}
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+class UploadRefused(ValueError):
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+def safe_filename(raw: str, file_type: str) -> str:
+    """The upload's base name if it is plain and of the right type; never a path."""
+    name = PurePosixPath(raw.replace("\\", "/")).name
+    if not _SAFE_NAME.match(name):
+        raise UploadRefused(422, "file: name must be letters, digits, '.', '_' or '-' (at most 200)")
+    if PurePosixPath(name).suffix.lower() not in ALLOWED_SUFFIXES[file_type]:
+        allowed = ", ".join(sorted(ALLOWED_SUFFIXES[file_type]))
+        raise UploadRefused(422, f"file: a {file_type} upload must end in one of {allowed}")
+    return name
+
+
+@dataclass
+class _PartState:
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    field_name: bytes = b""
+    header_field: bytes = b""
+    header_value: bytes = b""
+    filename: str | None = None
+    sink: IO[bytes] | None = None
+    size: int = 0
+    done: bool = False
+
+
+async def receive_upload(request: Request, dest_dir: Path, file_type: str, max_bytes: int) -> tuple[str, int]:
+    """Write the request's ``file`` part into ``dest_dir``; returns its name and size.
+
+    The file is written under a temporary name and renamed at the end, so nobody sees half of it.
+    """
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data" or b"boundary" not in params:
+        raise UploadRefused(415, "send the file as multipart/form-data in a field named 'file'")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
+        raise UploadRefused(413, f"file: larger than the limit of {max_bytes} bytes")
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    state = _PartState()
+    errors: list[UploadRefused] = []
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        state.header_field += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        state.header_value += data[start:end]
+
+    def on_header_end() -> None:
+        state.headers[state.header_field.lower()] = state.header_value
+        state.header_field = state.header_value = b""
+
+    def on_headers_finished() -> None:
+        _, disp = parse_options_header(state.headers.get(b"content-disposition", b""))
+        state.field_name = disp.get(b"name", b"")
+        if state.field_name == b"file" and state.sink is None and not state.done:
+            try:
+                state.filename = safe_filename(disp.get(b"filename", b"").decode("utf-8", "replace"), file_type)
+            except UploadRefused as exc:
+                errors.append(exc)
+                return
+            state.sink = tempfile.NamedTemporaryFile(dir=dest_dir, prefix=".upload-", delete=False)
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        if state.sink is None or state.done or errors:
+            return
+        state.size += end - start
+        if state.size > max_bytes:
+            errors.append(UploadRefused(413, f"file: larger than the limit of {max_bytes} bytes"))
+            return
+        state.sink.write(data[start:end])
+
+    def on_part_end() -> None:
+        if state.sink is not None:
+            state.done = True
+        state.headers = {}
+
+    parser = MultipartParser(
+        params[b"boundary"],
+        {
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+            if errors:
+                raise errors[0]
+        parser.finalize()
+        if state.sink is None or not state.done or state.filename is None:
+            raise UploadRefused(422, "file: missing; send it in a multipart field named 'file'")
+        state.sink.close()
+        os.replace(state.sink.name, dest_dir / state.filename)
+        return state.filename, state.size
+    except ValueError as exc:  # the multipart parser's own errors, and UploadRefused
+        if isinstance(exc, UploadRefused):
+            raise
+        raise UploadRefused(400, f"malformed multipart body: {exc}") from None
+    finally:
+        if state.sink is not None:
+            state.sink.close()
+            Path(state.sink.name).unlink(missing_ok=True)

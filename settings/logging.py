@@ -1,0 +1,58 @@
+"""One structured log stream: structlog for our events, stdlib loggers (arq, uvicorn) routed through it."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+# Values of these keys are never written, whatever logs them.
+_SECRET_KEYS = frozenset({"api_key", "x-api-key", "password", "authorization", "api_keys"})
+
+
+def _redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    for key in event_dict.keys() & _SECRET_KEYS:
+        event_dict[key] = "***"
+    return event_dict
+
+
+def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
+    """Set up structlog and route stdlib logging through the same renderer.
+
+    JSON when stderr is not a TTY (containers, CI), readable console lines otherwise.
+    """
+    as_json = (not sys.stderr.isatty()) if json is None else json
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _redact,
+    ]
+    renderer: Any = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info if as_json else structlog.processors.StackInfoRenderer(),
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # uvicorn and arq install their own handlers; hand their records to the root one instead.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "arq", "arq.worker", "arq.jobs"):
+        lg = logging.getLogger(name)
+        lg.handlers.clear()
+        lg.propagate = True

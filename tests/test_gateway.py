@@ -1,0 +1,234 @@
+"""The gateway in-process against real Redis: validation, paths, auth, idempotency, scheduling, control."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from contracts.serialization import deserialize
+
+QUEUE = b"arq:queue"
+
+
+def convert_body(**overrides):
+    return {"input_filename": "model.ifc", "output_filename": "model.glb", **overrides}
+
+
+async def test_submit_answers_202_with_job_id_and_enqueues_msgpack_job(client, sync_redis):
+    r = await client.post("/ifcconvert", json=convert_body())
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["status"] == "queued"
+    assert body["status_url"].endswith(f"/jobs/{body['job_id']}")
+    assert body["ws_url"].startswith("ws://") and body["ws_url"].endswith(f"/jobs/{body['job_id']}/ws")
+    assert sync_redis.zscore(QUEUE, body["job_id"]) is not None
+    raw = sync_redis.get(f"arq:job:{body['job_id']}")
+    job = deserialize(raw)  # msgpack, not pickle
+    assert job["f"] == "ifcconvert"
+    # Paths reach the worker normalized: inputs found in uploads/, outputs under output/<service>/.
+    assert job["k"]["request"]["input_filename"] == "uploads/model.ifc"
+    assert job["k"]["request"]["output_filename"] == "output/ifcconvert/model.glb"
+    assert job["k"]["request_id"] == r.headers["x-request-id"]
+    assert isinstance(msgpack.unpackb(raw), dict)
+
+
+async def test_status_of_queued_job_has_every_field(client):
+    job_id = (await client.post("/ifcconvert", json=convert_body())).json()["job_id"]
+    for path in (f"/jobs/{job_id}", f"/jobs/{job_id}/status"):
+        view = (await client.get(path)).json()
+        assert view["job_id"] == job_id
+        assert view["operation"] == "ifcconvert"
+        assert view["status"] == "queued"
+        for key in ("enqueued_at", "started_at", "finished_at", "tries", "progress", "result", "error"):
+            assert key in view
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("input_filename", "../etc/passwd"),
+        ("input_filename", "/etc/passwd"),
+        ("input_filename", "uploads/../../secret.ifc"),
+        ("input_filename", "uploads/model.ifc\x00.txt"),
+        ("input_filename", "missing.ifc"),
+        ("output_filename", "../../escape.glb"),
+        ("output_filename", "/tmp/abs.glb"),
+    ],
+)
+async def test_bad_paths_are_refused_with_422_naming_the_field_and_nothing_is_enqueued(
+    client, sync_redis, field, value
+):
+    r = await client.post("/ifcconvert", json=convert_body(**{field: value}))
+    assert r.status_code == 422, r.text
+    assert field in r.text
+    assert "Traceback" not in r.text
+    assert sync_redis.zcard(QUEUE) == 0
+
+
+async def test_symlink_pointing_out_of_data_dir_is_refused(client, data_dir, tmp_path, sync_redis):
+    outside = tmp_path / "outside.ifc"
+    outside.write_text("secret")
+    (data_dir / "uploads" / "link.ifc").symlink_to(outside)
+    r = await client.post("/ifcconvert", json=convert_body(input_filename="link.ifc"))
+    assert r.status_code == 422
+    assert "input_filename" in r.text
+    assert sync_redis.zcard(QUEUE) == 0
+
+
+async def test_nested_clash_paths_are_checked(client, sync_redis):
+    body = {
+        "clash_sets": [{"name": "s", "a": [{"file": "model.ifc"}], "b": [{"file": "../x.ifc"}]}],
+        "output_filename": "clash.json",
+    }
+    r = await client.post("/ifcclash", json=body)
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "clash_sets", 0, "b", 0, "file"]
+    assert sync_redis.zcard(QUEUE) == 0
+
+
+async def test_invalid_fields_get_422_naming_the_field(client, sync_redis):
+    r = await client.post("/ifcconvert", json=convert_body(output_filename="model.exe"))
+    assert r.status_code == 422 and "output_filename" in r.text
+    r = await client.post("/ifctester", json={"ifc_filename": "model.ifc", "ids_filename": "rules.ids",
+                                              "output_filename": "r.json", "report_type": "pdf"})
+    assert r.status_code == 422 and "report_type" in r.text
+    r = await client.post("/ifc2json", json={"filename": "model.ifc"})
+    assert r.status_code == 422 and "output_filename" in r.text
+    assert sync_redis.zcard(QUEUE) == 0
+
+
+async def test_every_operation_route_accepts_its_rq_era_body(client, sync_redis):
+    bodies = {
+        "/ifcconvert": convert_body(),
+        "/ifcclash": {"clash_sets": [{"name": "s", "a": [{"file": "model.ifc"}], "b": [{"file": "model.ifc"}]}],
+                      "output_filename": "c.json"},
+        "/ifccsv": {"filename": "model.ifc", "output_filename": "x.csv", "null": "N/A"},
+        "/ifccsv/import": {"ifc_filename": "model.ifc", "csv_filename": "model.ifc"},
+        "/ifctester": {"ifc_filename": "model.ifc", "ids_filename": "rules.ids", "output_filename": "r.json"},
+        "/ifcdiff": {"old_file": "model.ifc", "new_file": "model.ifc"},
+        "/ifc2json": {"filename": "model.ifc", "output_filename": "m.json"},
+        "/calculate-qtos": {"input_file": "model.ifc"},
+    }
+    for path, body in bodies.items():
+        r = await client.post(path, json=body)
+        assert r.status_code == 202, (path, r.text)
+    assert sync_redis.zcard(QUEUE) == len(bodies)
+
+
+async def test_api_key_required_except_for_health(client):
+    r = await client.post("/ifcconvert", json=convert_body(), headers={"X-API-Key": ""})
+    assert r.status_code == 401
+    r = await client.get("/jobs/abc", headers={"X-API-Key": "wrong"})
+    assert r.status_code == 403
+    r = await client.get("/files", headers={"X-API-Key": "second-key"})
+    assert r.status_code == 200
+    r = await client.get("/health", headers={"X-API-Key": ""})
+    assert r.status_code == 200
+
+
+async def test_health_is_degraded_without_workers_or_service_checks(client):
+    body = (await client.get("/health")).json()
+    assert body["status"] == "degraded"
+    assert body["redis"]["ok"] is True
+    assert body["workers"]["alive"] == 0
+
+
+async def test_same_idempotency_key_returns_the_same_job_and_enqueues_once(client, sync_redis):
+    h = {"Idempotency-Key": "order-42"}
+    first = await client.post("/ifcconvert", json=convert_body(), headers=h)
+    second = await client.post("/ifcconvert", json=convert_body(), headers=h)
+    assert first.status_code == 202 and second.status_code == 200
+    assert first.json()["job_id"] == second.json()["job_id"]
+    assert second.headers["idempotent-replayed"] == "true"
+    assert sync_redis.zcard(QUEUE) == 1
+    conflict = await client.post("/ifcconvert", json=convert_body(weld_vertices=True), headers=h)
+    assert conflict.status_code == 409
+    other_caller = await client.post("/ifcconvert", json=convert_body(), headers={**h, "X-API-Key": "second-key"})
+    assert other_caller.json()["job_id"] != first.json()["job_id"]
+
+
+async def test_defer_by_makes_a_deferred_job_and_it_can_be_cancelled(client, sync_redis):
+    r = await client.post("/ifcconvert", json=convert_body(defer_by=600))
+    job_id = r.json()["job_id"]
+    assert r.json()["status"] == "deferred"
+    assert (await client.get(f"/jobs/{job_id}")).json()["status"] == "deferred"
+    r = await client.delete(f"/jobs/{job_id}")
+    assert r.status_code == 202
+    assert r.json()["status"] == "aborted"
+    assert sync_redis.zcard(QUEUE) == 0
+    assert (await client.delete(f"/jobs/{job_id}")).status_code == 409
+
+
+async def test_defer_until_needs_a_timezone_and_excludes_defer_by(client):
+    r = await client.post("/ifcconvert", json=convert_body(defer_until="2030-01-01T00:00:00"))
+    assert r.status_code == 422 and "defer_until" in r.text
+    r = await client.post("/ifcconvert", json=convert_body(defer_until="2030-01-01T00:00:00Z", defer_by=5))
+    assert r.status_code == 422
+    r = await client.post("/ifcconvert", json=convert_body(defer_until="2030-01-01T00:00:00Z"))
+    assert r.json()["status"] == "deferred"
+
+
+async def test_requeue_of_a_cancelled_job_queues_it_again_under_the_same_id(client, sync_redis):
+    job_id = (await client.post("/ifcconvert", json=convert_body())).json()["job_id"]
+    await client.delete(f"/jobs/{job_id}")
+    r = await client.post(f"/jobs/{job_id}/requeue")
+    assert r.status_code == 202, r.text
+    assert r.json()["status"] == "queued"
+    assert sync_redis.zscore(QUEUE, job_id) is not None
+    assert (await client.post(f"/jobs/{job_id}/requeue")).status_code == 409
+
+
+async def test_unknown_job_is_404_and_malformed_id_is_422(client):
+    assert (await client.get("/jobs/doesnotexist")).status_code == 404
+    assert (await client.get("/jobs/bad%20id!")).status_code == 422
+    assert (await client.delete("/jobs/doesnotexist")).status_code == 404
+
+
+async def test_upload_list_and_download_round_trip(client, data_dir):
+    content = b"ISO-10303-21;\n" + b"x" * 100_000
+    r = await client.post("/upload/ifc", files={"file": ("house.ifc", content)})
+    assert r.status_code == 201, r.text
+    assert r.json() == {"filename": "house.ifc", "path": "uploads/house.ifc", "size": len(content)}
+    assert (data_dir / "uploads" / "house.ifc").read_bytes() == content
+    listed = (await client.get("/files")).json()
+    assert "uploads/house.ifc" in [f["path"] for f in listed]
+    r = await client.get("/files/uploads/house.ifc")
+    assert r.status_code == 200 and r.content == content
+    assert (await client.post("/ifcconvert", json=convert_body(input_filename="house.ifc"))).status_code == 202
+
+
+async def test_upload_refuses_bad_names_types_and_oversize(client, data_dir, monkeypatch):
+    r = await client.post("/upload/ifc", files={"file": ("../evil.ifc", b"x")})
+    assert r.status_code == 201 and r.json()["path"] == "uploads/evil.ifc"  # base name only, never a path
+    r = await client.post("/upload/ifc", files={"file": ("notes.txt", b"x")})
+    assert r.status_code == 422 and "file" in r.text
+    r = await client.post("/upload/pdf", files={"file": ("a.pdf", b"x")})
+    assert r.status_code == 422
+    r = await client.post("/upload/ifc", data={"other": "x"})
+    assert r.status_code in (415, 422)
+    from settings import get_settings
+
+    monkeypatch.setattr(get_settings(), "max_upload_bytes", 1000)
+    r = await client.post("/upload/ifc", files={"file": ("big.ifc", b"x" * 5000)})
+    assert r.status_code == 413
+    assert not (data_dir / "uploads" / "big.ifc").exists()
+    assert not [p for p in (data_dir / "uploads").iterdir() if p.name.startswith(".upload-")]
+
+
+async def test_download_stays_inside_the_data_dir(client):
+    for path in ("/files/../../etc/passwd", "/files/%2e%2e/%2e%2e/etc/passwd", "/files/uploads/nothere.ifc"):
+        assert (await client.get(path)).status_code == 404
+
+
+async def test_oversized_json_body_is_413(client, sync_redis):
+    r = await client.post("/ifcconvert", content=b'{"x": "' + b"a" * 2_000_000 + b'"}',
+                          headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert sync_redis.zcard(QUEUE) == 0
+
+
+async def test_request_id_is_echoed_or_generated(client):
+    r = await client.get("/health", headers={"X-Request-ID": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123"
+    r = await client.get("/health")
+    assert len(r.headers["x-request-id"]) == 32
