@@ -102,6 +102,8 @@ class StubService:
         self.default = Behaviour()
         self.calls: list[dict[str, Any]] = []
         self.url = ""
+        self.in_flight = 0
+        self.max_in_flight = 0
 
     def will(self, path: str, *behaviours: Behaviour) -> None:
         self.script[path].extend(behaviours)
@@ -116,6 +118,14 @@ class StubService:
         self.calls.append({"path": request.path, "headers": dict(request.headers), "body": body})
         queue = self.script[request.path]
         b = queue.pop(0) if queue else self.default
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._respond(request, b)
+        finally:
+            self.in_flight -= 1
+
+    async def _respond(self, request: web.Request, b: Behaviour) -> web.StreamResponse:
         if b.stream is not None:
             resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
             await resp.prepare(request)
@@ -194,7 +204,7 @@ class Process:
 
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115
+        self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(
             args, env={**os.environ, **env}, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT
         )
