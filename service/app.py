@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -10,6 +12,7 @@ from redis.exceptions import RedisError
 from service.lifespan import lifespan
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.routers import files, health, jobs, operations
+from settings import load_settings_or_exit
 
 log = structlog.get_logger("service")
 
@@ -47,4 +50,11 @@ def create_app() -> FastAPI:
     return app
 
 
-app = create_app()
+def __getattr__(name: str) -> Any:
+    # `uvicorn service.app:app` reaches the app through here: settings are checked when the server
+    # starts, not on import, and a bad value stops it with one line instead of a lifespan traceback.
+    if name == "app":
+        load_settings_or_exit(require_api_keys=True)
+        globals()["app"] = application = create_app()
+        return application
+    raise AttributeError(f"module 'service.app' has no attribute {name!r}")

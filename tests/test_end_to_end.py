@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 
 import httpx
@@ -217,3 +218,30 @@ async def test_many_jobs_run_concurrently_on_one_worker(api, worker, stub):
     assert all(v["status"] == "complete" for v in views)
     # One worker process had most of the 100 calls open at the same moment, not one at a time.
     assert stub.max_in_flight >= 50
+
+
+@pytest.fixture
+def clash_queue(env):
+    env["IFCFLOW_QUEUES"] = '{"ifcclash": "clash"}'
+
+
+async def test_an_operation_routed_to_its_own_queue_runs_only_on_that_queues_workers(
+    clash_queue, api, worker, stub, env, tmp_path, sync_redis
+):
+    from tests.conftest import Process, wait_for
+
+    body = {"clash_sets": [{"name": "s", "a": [{"file": "model.ifc"}], "b": []}], "output_filename": "c.json"}
+    job_id = await submit(api, "/ifcclash", body)
+    await asyncio.sleep(1.0)
+    assert (await api.get(f"/jobs/{job_id}")).json()["status"] == "queued"  # the default-queue worker left it
+    assert sync_redis.zscore("clash", job_id) is not None
+    clash_worker = Process([sys.executable, "-m", "arq", "jobs.WorkerSettings"],
+                           {**env, "IFCFLOW_QUEUE_NAME": "clash"}, tmp_path / "clash-worker.log")
+    try:
+        wait_for(lambda: sync_redis.zcard("ifcflow:workers") >= 2, what="clash worker")
+        view = await until(api, job_id, TERMINAL)
+        assert view["status"] == "complete"
+        assert any(e.get("job_id") == job_id for e in clash_worker.log_lines())
+        assert not any(e.get("job_id") == job_id for e in worker.log_lines())
+    finally:
+        clash_worker.stop()

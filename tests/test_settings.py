@@ -39,13 +39,18 @@ def test_env_vars_set_keys_urls_timeouts_and_queues(monkeypatch):
     assert "a" not in repr(s.api_keys)  # secrets never printed
 
 
+WORKER = [sys.executable, "-m", "arq", "jobs.WorkerSettings"]
+GATEWAY = [sys.executable, "-m", "uvicorn", "service.app:app", "--port", "1"]
+
+
+@pytest.mark.parametrize("command", [WORKER, GATEWAY], ids=["worker", "gateway"])
 @pytest.mark.parametrize(
     "var,value",
     [("IFCFLOW_MAX_JOBS", "lots"), ("IFCFLOW_IFCCONVERT_URL", "not a url"), ("IFCFLOW_JOB_TIMEOUTS", '{"nope": 1}')],
 )
-def test_a_bad_value_stops_the_worker_with_one_line_naming_the_variable(var, value):
-    env = {**os.environ, var: value, "IFCFLOW_REDIS_URL": "redis://127.0.0.1:1/0"}
-    proc = subprocess.run([sys.executable, "-m", "arq", "jobs.WorkerSettings"], env=env, cwd=REPO,
+def test_a_bad_value_stops_the_process_with_one_line_naming_the_variable(command, var, value):
+    env = {**os.environ, var: value, "IFCFLOW_REDIS_URL": "redis://127.0.0.1:1/0", "IFCFLOW_API_KEYS": "k"}
+    proc = subprocess.run(command, env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
