@@ -24,6 +24,11 @@ JOB_META = "ifcflow:job:"
 # Idempotency-Key -> job id happens by hashing, so no key is needed for it; the job's meta holds the
 # fingerprint of the first request so a different body under the same key is refused.
 
+# Newest jobs first, scored by submit time (ms), trimmed to RECENT_JOBS_MAX: the cheap, bounded list
+# behind "recent jobs" views and the polling fallback of live status (never a SCAN over all jobs).
+RECENT_JOBS = "ifcflow:recent-jobs"
+RECENT_JOBS_MAX = 10_000
+
 # Live workers, scored by last heartbeat (ms): the gateway counts live ones with one ZCOUNT.
 WORKERS = "ifcflow:workers"
 # Per-worker details (host, pid, queue, counters), expiring on their own when the worker dies.

@@ -15,10 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from contracts.operations import Operation
 from contracts.paths import InputPath, OutputPath
 
-# Formats the ifcopenshell.geom serializers write, by output file extension.
-CONVERT_FORMATS = frozenset(
-    {"glb", "gltf", "obj", "dae", "stp", "step", "igs", "iges", "svg", "xml", "h5", "ttl", "ifc"}
-)
+# Formats the ifcopenshell.geom serializers of ifcopenshell 0.9 write, by output file extension. Not
+# here: .gltf (0.9 only writes binary glTF, .glb), .xml, .h5, .ifc and .usd (no such serializer plug-in).
+CONVERT_FORMATS = frozenset({"glb", "obj", "dae", "stp", "step", "igs", "iges", "svg", "ttl"})
 
 
 class OperationRequest(BaseModel):

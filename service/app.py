@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 
 from service.lifespan import lifespan
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from service.routers import files, health, jobs, operations
+from service.routers import files, health, jobs, live, operations
 from settings import load_settings_or_exit
 
 log = structlog.get_logger("service")
@@ -41,6 +41,7 @@ def create_app() -> FastAPI:
     app.include_router(operations.router)
     app.include_router(jobs.router)
     app.include_router(files.router)
+    app.include_router(live.router)
     app.include_router(health.router)
     app.add_exception_handler(RedisError, _redis_down)
     app.add_exception_handler(OSError, _redis_down)

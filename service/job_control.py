@@ -101,6 +101,8 @@ async def submit(
                 },
             )
             pipe.expire(meta_key, ttl)
+            pipe.zadd(keys.RECENT_JOBS, {job_id: int(time.time() * 1000)})
+            pipe.zremrangebyrank(keys.RECENT_JOBS, 0, -keys.RECENT_JOBS_MAX - 1)
             await pipe.execute()
         except WatchError:
             # A concurrent request with the same key won the race; it enqueues the job.

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from redis.asyncio import ConnectionPool
 
 from contracts.serialization import deserialize, serialize
+from service.live.hub import JobEventHub
 from settings import Settings, load_settings_or_exit
 from settings.logging import configure_logging
 
@@ -21,6 +22,7 @@ log = structlog.get_logger("service")
 class GatewayState(TypedDict):
     settings: Settings
     redis: ArqRedis
+    events: JobEventHub
 
 
 def connect_redis(settings: Settings) -> ArqRedis:
@@ -44,10 +46,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[GatewayState]:
     (settings.data_dir / "uploads").mkdir(exist_ok=True)
     (settings.data_dir / "output").mkdir(exist_ok=True)
     redis = connect_redis(settings)
+    events = JobEventHub(redis, settings.redis_url)
+    await events.start()
     log.info("gateway.started", redis=redis_safe_url(settings.redis_url), auth=bool(settings.api_keys))
     try:
-        yield {"settings": settings, "redis": redis}
+        yield {"settings": settings, "redis": redis, "events": events}
     finally:
+        await events.stop()
         await redis.aclose()
         log.info("gateway.stopped")
 

@@ -45,21 +45,25 @@ def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.05, what
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A redis-server of our own on a free port; never the shared 6379."""
+def start_redis(port: int, workdir: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """A redis-server of our own on ``port``; never the shared 6379. Ready when it answers PING."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server not found on PATH (apt-get install redis-server)")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir), "--notify-keyspace-events", "KEA"],
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir), *extra],
         stdout=subprocess.DEVNULL,
     )
     client = redis.Redis(port=port)
     wait_for(lambda: _pings(client), what="redis-server")
+    client.close()
+    return proc
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    proc = start_redis(port, tmp_path_factory.mktemp("redis"), "--appendonly", "no")
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(10)
@@ -229,13 +233,18 @@ class Process:
         self._log.close()
 
 
+def start_worker(env: dict[str, str], log_path: Path, sync_redis: redis.Redis, live: int = 1) -> Process:
+    """``arq jobs.WorkerSettings`` as a real process, returned once ``live`` heartbeats are in Redis."""
+    proc = Process([sys.executable, "-m", "arq", "jobs.WorkerSettings"], env, log_path)
+    wait_for(lambda: sync_redis.zcard("ifcflow:workers") >= live or proc.proc.poll() is not None, what="worker")
+    assert proc.proc.poll() is None, proc.log_path.read_text()
+    return proc
+
+
 @pytest.fixture
 def worker(env: dict[str, str], tmp_path: Path, sync_redis: redis.Redis) -> Iterator[Process]:
-    """``arq jobs.WorkerSettings`` as a real process, ready once its heartbeat is in Redis."""
-    proc = Process([sys.executable, "-m", "arq", "jobs.WorkerSettings"], env, tmp_path / "worker.log")
+    proc = start_worker(env, tmp_path / "worker.log", sync_redis)
     try:
-        wait_for(lambda: sync_redis.zcard("ifcflow:workers") > 0 or proc.proc.poll() is not None, what="worker")
-        assert proc.proc.poll() is None, proc.log_path.read_text()
         yield proc
     finally:
         proc.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 
 import httpx
@@ -228,17 +227,15 @@ def clash_queue(env):
 async def test_an_operation_routed_to_its_own_queue_runs_only_on_that_queues_workers(
     clash_queue, api, worker, stub, env, tmp_path, sync_redis
 ):
-    from tests.conftest import Process, wait_for
+    from tests.conftest import start_worker
 
     body = {"clash_sets": [{"name": "s", "a": [{"file": "model.ifc"}], "b": []}], "output_filename": "c.json"}
     job_id = await submit(api, "/ifcclash", body)
     await asyncio.sleep(1.0)
     assert (await api.get(f"/jobs/{job_id}")).json()["status"] == "queued"  # the default-queue worker left it
     assert sync_redis.zscore("clash", job_id) is not None
-    clash_worker = Process([sys.executable, "-m", "arq", "jobs.WorkerSettings"],
-                           {**env, "IFCFLOW_QUEUE_NAME": "clash"}, tmp_path / "clash-worker.log")
+    clash_worker = start_worker({**env, "IFCFLOW_QUEUE_NAME": "clash"}, tmp_path / "clash.log", sync_redis, live=2)
     try:
-        wait_for(lambda: sync_redis.zcard("ifcflow:workers") >= 2, what="clash worker")
         view = await until(api, job_id, TERMINAL)
         assert view["status"] == "complete"
         assert any(e.get("job_id") == job_id for e in clash_worker.log_lines())

@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
@@ -19,7 +19,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
-async def health(redis: RedisDep, settings: SettingsDep) -> JSONResponse:
+async def health(request: Request, redis: RedisDep, settings: SettingsDep) -> JSONResponse:
     """200 healthy or degraded (no worker, a service down or unchecked); 503 when Redis is down."""
     try:
         async with asyncio.timeout(3):
@@ -42,6 +42,8 @@ async def health(redis: RedisDep, settings: SettingsDep) -> JSONResponse:
         "status": "degraded" if degraded else "healthy",
         "redis": {"ok": True},
         "workers": {"alive": workers},
+        # "keyspace": pushed from Redis notifications; "polling": CONFIG was refused, status is polled.
+        "live_status": request.state.events.mode,
         "services": services,
     }
     return JSONResponse(body)

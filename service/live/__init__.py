@@ -1,0 +1,1 @@
+"""Live job status: Redis keyspace notifications fanned out to WebSocket and SSE clients."""

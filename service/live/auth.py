@@ -1,0 +1,42 @@
+"""API keys on sockets: browsers cannot set headers there, so a query parameter or a first message do."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from fastapi import WebSocket
+
+from service.deps import key_matches
+from settings import Settings
+
+# Close codes: 4401/4403 mirror HTTP's 401 (no key) and 403 (wrong key).
+CLOSE_NO_KEY = 4401
+CLOSE_BAD_KEY = 4403
+CLOSE_NOT_FOUND = 4404
+_FIRST_MESSAGE_WAIT_S = 5.0
+
+
+async def authenticate(ws: WebSocket, settings: Settings) -> bool:
+    """Accept the socket and check its key; on failure close it with 4401 or 4403 and return False."""
+    await ws.accept()
+    if settings.allow_anonymous and not settings.api_keys:
+        return True
+    key = ws.headers.get("x-api-key") or ws.query_params.get("api_key")
+    if not key:
+        try:
+            first = await asyncio.wait_for(ws.receive_text(), _FIRST_MESSAGE_WAIT_S)
+        except (TimeoutError, RuntimeError, KeyError):
+            first = ""
+        try:
+            parsed = json.loads(first)
+            key = parsed.get("api_key") if isinstance(parsed, dict) else None
+        except ValueError:
+            key = first.strip() or None
+    if not key:
+        await ws.close(CLOSE_NO_KEY, "missing API key")
+        return False
+    if not key_matches(str(key), settings):
+        await ws.close(CLOSE_BAD_KEY, "invalid API key")
+        return False
+    return True

@@ -1,0 +1,143 @@
+"""Live job status: WebSockets for one job or all jobs, and Server-Sent Events for one job."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, cast
+
+from fastapi import APIRouter, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
+
+from service.deps import ApiKeyDep, RedisDep
+from service.job_view import TERMINAL, JobStatus, read_job
+from service.live.auth import CLOSE_NOT_FOUND, authenticate
+from service.live.events import message
+from service.live.hub import JobEventHub, Subscriber
+from service.routers.jobs import JobId
+from settings import Settings
+
+router = APIRouter(tags=["live"])
+_KEEPALIVE_S = 15.0
+
+
+def _hub(conn: Request | WebSocket) -> JobEventHub:
+    return cast(JobEventHub, conn.state.events)
+
+
+def _split(value: str | None) -> set[str] | None:
+    return {v.strip() for v in value.split(",") if v.strip()} if value else None
+
+
+@router.websocket("/jobs/{job_id}/ws")
+async def job_socket(ws: WebSocket, job_id: JobId) -> None:
+    """The job's snapshot, then a message on every change; closed after a terminal state."""
+    settings = cast(Settings, ws.state.settings)
+    if not await authenticate(ws, settings):
+        return
+    hub = _hub(ws)
+    sub = hub.subscribe(job_id)  # before the snapshot, so no change between the two is missed
+    try:
+        view = await read_job(ws.state.redis, job_id)
+        if view is None:
+            await ws.close(CLOSE_NOT_FOUND, f"job {job_id} not found")
+            return
+        hub.remember(view)
+        await ws.send_json(message("snapshot", view))
+        if view.status not in TERMINAL:
+            await _pump(ws, sub, close_on_terminal=True)
+        await ws.close()
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.unsubscribe(sub)
+
+
+@router.websocket("/ws/jobs")
+async def all_jobs_socket(
+    ws: WebSocket,
+    operation: Annotated[str | None, Query(max_length=500)] = None,
+    status: Annotated[str | None, Query(max_length=200)] = None,
+) -> None:
+    """Every job's changes, optionally only some operations and statuses (comma-separated)."""
+    settings = cast(Settings, ws.state.settings)
+    if not await authenticate(ws, settings):
+        return
+    statuses = _split(status)
+    if statuses and not statuses <= {s.value for s in JobStatus}:
+        await ws.close(1008, f"status: use some of {', '.join(s.value for s in JobStatus)}")
+        return
+    hub = _hub(ws)
+    sub = hub.subscribe(None, _split(operation), statuses)
+    try:
+        await _pump(ws, sub, close_on_terminal=False)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.unsubscribe(sub)
+
+
+async def _pump(ws: WebSocket, sub: Subscriber, *, close_on_terminal: bool) -> None:
+    """Send the subscriber's messages until a terminal one (if asked) or until the client leaves."""
+    gone = asyncio.create_task(_until_disconnect(ws))
+    try:
+        while True:
+            getter = asyncio.create_task(sub.queue.get())
+            done, _ = await asyncio.wait({getter, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if gone in done:
+                getter.cancel()
+                return
+            item = getter.result()
+            await ws.send_json(item)
+            if close_on_terminal and item["status"] in TERMINAL:
+                return
+    finally:
+        gone.cancel()
+        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+            await gone
+
+
+async def _until_disconnect(ws: WebSocket) -> None:
+    # Clients say nothing after authenticating; reading is how a closed socket is noticed.
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while True:
+            await ws.receive_text()
+
+
+@router.get("/jobs/{job_id}/events", response_class=StreamingResponse)
+async def job_events(job_id: JobId, request: Request, redis: RedisDep, _: ApiKeyDep) -> StreamingResponse:
+    """The same events as the job's WebSocket, as Server-Sent Events."""
+    hub = _hub(request)
+    sub = hub.subscribe(job_id)
+    view = await read_job(redis, job_id)
+    if view is None:
+        hub.unsubscribe(sub)
+        raise HTTPException(404, f"job {job_id} not found")
+    hub.remember(view)
+
+    async def stream() -> AsyncIterator[str]:
+        try:
+            yield _sse(message("snapshot", view))
+            if view.status in TERMINAL:
+                return
+            while True:
+                try:
+                    item = await asyncio.wait_for(sub.queue.get(), _KEEPALIVE_S)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield _sse(item)
+                if item["status"] in TERMINAL:
+                    return
+        finally:
+            hub.unsubscribe(sub)
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+
+
+def _sse(item: dict[str, object]) -> str:
+    return f"event: {item['event']}\ndata: {json.dumps(item)}\n\n"
