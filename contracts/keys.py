@@ -38,6 +38,10 @@ WORKER = "ifcflow:worker:"
 SERVICE_HEALTH = "ifcflow:service-health:"
 
 
+# Jobs a worker is running right now, so a live worker can hand them back when this one dies.
+WORKER_JOBS = "ifcflow:worker-jobs:"
+
+
 def job_meta(job_id: str) -> str:
     return JOB_META + job_id
 
@@ -48,3 +52,7 @@ def worker(worker_id: str) -> str:
 
 def service_health(service: str) -> str:
     return SERVICE_HEALTH + service
+
+
+def worker_jobs(worker_id: str) -> str:
+    return WORKER_JOBS + worker_id

@@ -15,6 +15,7 @@ import structlog
 from contracts import keys
 from contracts.operations import SERVICES
 from jobs.context import WorkerContext
+from jobs.reaper import reap_dead_workers
 
 log = structlog.get_logger("jobs.health")
 _CHECK_TIMEOUT = aiohttp.ClientTimeout(total=5)
@@ -76,9 +77,9 @@ async def beat_once(ctx: WorkerContext) -> None:
     async with redis.pipeline(transaction=False) as pipe:
         pipe.zadd(keys.WORKERS, {worker_id: now})
         pipe.set(keys.worker(worker_id), json.dumps(info), px=ttl_ms)
-        # Workers that died without saying goodbye drop out of the set here.
-        pipe.zremrangebyscore(keys.WORKERS, "-inf", now - ttl_ms)
         await pipe.execute()
+    # Workers that died without saying goodbye: their jobs go back to the queue, they leave the set.
+    await reap_dead_workers(redis, settings.worker_dead_after)
 
 
 async def heartbeat_loop(ctx: WorkerContext) -> None:

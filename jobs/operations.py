@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -12,7 +13,7 @@ from contracts.operations import OPERATIONS, Operation
 from contracts.requests import REQUEST_MODELS
 from contracts.serialization import JobError
 from contracts.wire import ErrorInfo
-from jobs import job_record
+from jobs import job_record, reaper
 from jobs.backoff import retry_delay
 from jobs.context import WorkerContext
 from jobs.errors import TransientServiceError
@@ -33,6 +34,7 @@ async def run_operation(
     counters = ctx["counters"]
     counters["running"] += 1
     started = time.perf_counter()
+    await reaper.record_start(redis, ctx["worker_id"], job_id)
     await job_record.mark_started(redis, job_id, attempt)
     log.info("job.started")
 
@@ -84,6 +86,7 @@ async def run_operation(
         raise
     finally:
         counters["running"] -= 1
+        await asyncio.shield(reaper.record_end(redis, ctx["worker_id"], job_id))
     counters["complete"] += 1
     await job_record.mark_finished(redis, job_id, settings.result_ttl)
     log.info("job.completed", duration_ms=elapsed_ms())

@@ -6,6 +6,10 @@ from typing import Any
 
 from arq import cron, func
 from arq.connections import RedisSettings
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts.operations import Operation
 from contracts.serialization import deserialize, serialize
@@ -19,6 +23,17 @@ def _cron_slots(period: int) -> dict[str, Any]:
     if period < 60:
         return {"second": set(range(0, 60, period))}
     return {"minute": set(range(0, 60, max(1, period // 60))), "second": 0}
+
+
+def _redis_settings(settings: Settings) -> RedisSettings:
+    redis_settings = RedisSettings.from_dsn(settings.redis_url)
+    # Ride out a Redis restart: each command retries with backoff for about a minute, silently,
+    # instead of the worker crashing on the first refused connection.
+    redis_settings.retry_on_error = [ConnectionError, TimeoutError, RedisConnectionError, RedisTimeoutError]
+    redis_settings.retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=40)
+    redis_settings.conn_retries = 30
+    redis_settings.conn_retry_delay = 1
+    return redis_settings
 
 
 def build_worker_settings(settings: Settings) -> type:
@@ -49,7 +64,6 @@ def build_worker_settings(settings: Settings) -> type:
             "cron_jobs": [health_cron],
             "on_startup": startup,
             "on_shutdown": shutdown,
-            "redis_settings": RedisSettings.from_dsn(settings.redis_url),
             "queue_name": settings.queue_name,
             "max_jobs": settings.max_jobs,
             "keep_result": settings.result_ttl,
@@ -59,5 +73,8 @@ def build_worker_settings(settings: Settings) -> type:
             "job_deserializer": deserialize,
             "poll_delay": settings.poll_delay,
             "handle_signals": True,
+            "job_completion_wait": settings.shutdown_wait,
+            # The reaper, not this TTL, hands back a dead worker's jobs; it stays as arq's last resort.
+            "redis_settings": _redis_settings(settings),
         },
     )

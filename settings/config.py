@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     max_jobs: int = Field(500, ge=1, description="jobs in flight per worker process")
     health_check_period: int = Field(30, ge=5, le=3600, description="seconds between service health checks")
     heartbeat_interval: float = Field(5.0, gt=0)
+    # A worker silent this long is dead: its running jobs go back to the queue at once.
+    worker_dead_after: float = Field(15.0, gt=0)
+    # On SIGTERM, running jobs get this long to finish; the rest go back to the queue.
+    shutdown_wait: int = Field(30, ge=0)
     poll_delay: float = Field(0.5, gt=0, le=10, description="seconds between a worker's queue polls")
     queue_name: str = Field(DEFAULT_QUEUE, min_length=1, description="queue this worker serves")
     # Operation -> queue; operations not listed go to the default queue.
