@@ -147,7 +147,8 @@ async def stub() -> AsyncIterator[StubService]:
     service = StubService()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", service.handle)
-    runner = web.AppRunner(app, access_log=None)
+    # Calls still sleeping on purpose (slow-service tests) must not hold the teardown for a minute.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
