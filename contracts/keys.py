@@ -34,6 +34,15 @@ WORKERS = "ifcflow:workers"
 # Per-worker details (host, pid, queue, counters), expiring on their own when the worker dies.
 WORKER = "ifcflow:worker:"
 
+# Counters and histograms for /metrics, written by gateways and workers alike so that one scrape of
+# any gateway sees the whole system: hash of "<operation>:<outcome>" -> count ...
+STATS_COUNTS = "ifcflow:stats:counts"
+# ... and, per histogram and operation, a hash of bucket upper bound -> count, plus "sum" and "count".
+STATS_HISTOGRAM = "ifcflow:stats:hist:"
+# Queue depth samples (newest first, capped) for the dashboard's sparklines; one writer per slot.
+QUEUE_HISTORY = "ifcflow:queue-history:"
+QUEUE_SAMPLE_LOCK = "ifcflow:queue-sample-lock:"
+
 # Last health check of each IFC service, written by the cron job with a TTL so stale means unknown.
 SERVICE_HEALTH = "ifcflow:service-health:"
 
@@ -56,3 +65,11 @@ def service_health(service: str) -> str:
 
 def worker_jobs(worker_id: str) -> str:
     return WORKER_JOBS + worker_id
+
+
+def stats_histogram(name: str, operation: str) -> str:
+    return f"{STATS_HISTOGRAM}{name}:{operation}"
+
+
+def queue_history(queue: str) -> str:
+    return QUEUE_HISTORY + queue

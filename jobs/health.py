@@ -15,6 +15,7 @@ import structlog
 from contracts import keys
 from contracts.operations import SERVICES
 from jobs.context import WorkerContext
+from jobs.queue_sampler import sample_queues
 from jobs.reaper import reap_dead_workers
 
 log = structlog.get_logger("jobs.health")
@@ -80,6 +81,7 @@ async def beat_once(ctx: WorkerContext) -> None:
         await pipe.execute()
     # Workers that died without saying goodbye: their jobs go back to the queue, they leave the set.
     await reap_dead_workers(redis, settings.worker_dead_after)
+    await sample_queues(ctx)
 
 
 async def heartbeat_loop(ctx: WorkerContext) -> None:

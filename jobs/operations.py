@@ -9,11 +9,12 @@ from typing import Any
 import structlog
 from arq import Retry
 
+from contracts import stats
 from contracts.operations import OPERATIONS, Operation
 from contracts.requests import REQUEST_MODELS
 from contracts.serialization import JobError
 from contracts.wire import ErrorInfo
-from jobs import job_record, reaper
+from jobs import job_record, metrics, reaper
 from jobs.backoff import retry_delay
 from jobs.context import WorkerContext
 from jobs.errors import TransientServiceError
@@ -36,13 +37,18 @@ async def run_operation(
     started = time.perf_counter()
     await reaper.record_start(redis, ctx["worker_id"], job_id)
     await job_record.mark_started(redis, job_id, attempt)
+    if attempt == 1:  # from the time it was due (its defer, if any, is not waiting)
+        await metrics.observe_queue_wait(redis, op.value, time.time() - ctx["score"] / 1000)
     log.info("job.started")
 
     async def on_progress(percent: float, phase: str) -> None:
         await job_record.set_progress(redis, job_id, percent, phase)
 
+    def elapsed_s() -> float:
+        return time.perf_counter() - started
+
     def elapsed_ms() -> float:
-        return round((time.perf_counter() - started) * 1000, 1)
+        return round(elapsed_s() * 1000, 1)
 
     try:
         # Anything that reached the queue without the gateway (arq CLI, scripts) is checked here too.
@@ -60,6 +66,7 @@ async def run_operation(
         if attempt >= settings.max_tries:
             counters["failed"] += 1
             await job_record.mark_finished(redis, job_id, settings.result_ttl)
+            await metrics.count_outcome(redis, op.value, "failed", elapsed_s())
             log.warning("job.failed", reason=exc.message, duration_ms=elapsed_ms())
             raise JobError(
                 ErrorInfo(
@@ -72,23 +79,35 @@ async def run_operation(
         delay = retry_delay(attempt, settings.retry_backoff, settings.retry_backoff_max, exc.retry_after)
         await job_record.mark_retrying(redis, job_id, attempt, exc.message, delay)
         counters["retried"] += 1
+        await metrics.count_outcome(redis, op.value, "retried", None)
         log.info("job.retrying", reason=exc.message, delay_s=round(delay, 2), duration_ms=elapsed_ms())
         raise Retry(defer=delay) from exc
     except ValueError as exc:  # pydantic's ValidationError
         counters["failed"] += 1
         await job_record.mark_finished(redis, job_id, settings.result_ttl)
+        await metrics.count_outcome(redis, op.value, "failed", elapsed_s())
         log.warning("job.failed", reason=str(exc), duration_ms=elapsed_ms())
         raise JobError(ErrorInfo(type="invalid_request", message=str(exc))) from exc
     except JobError as exc:
         counters["failed"] += 1
         await job_record.mark_finished(redis, job_id, settings.result_ttl)
+        await metrics.count_outcome(redis, op.value, "failed", elapsed_s())
         log.warning("job.failed", reason=exc.info.message, status_code=exc.info.status_code, duration_ms=elapsed_ms())
+        raise
+    except asyncio.CancelledError:
+        # arq cancels the task on abort, on its time limit and on shutdown; only the clock tells them
+        # apart here (a shutdown counts as an abort: the job goes back to the queue and runs again).
+        timed_out = elapsed_s() >= settings.timeout_for(op) - 0.5
+        outcome: stats.Outcome = "failed" if timed_out else "aborted"
+        await asyncio.shield(metrics.count_outcome(redis, op.value, outcome, elapsed_s()))
+        log.warning("job.failed" if timed_out else "job.aborted", duration_ms=elapsed_ms())
         raise
     finally:
         counters["running"] -= 1
         await asyncio.shield(reaper.record_end(redis, ctx["worker_id"], job_id))
     counters["complete"] += 1
     await job_record.mark_finished(redis, job_id, settings.result_ttl)
+    await metrics.count_outcome(redis, op.value, "completed", elapsed_s())
     log.info("job.completed", duration_ms=elapsed_ms())
     return result
 

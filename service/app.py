@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 
 from service.lifespan import lifespan
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from service.routers import files, health, jobs, live, operations
+from service.routers import dashboard, files, health, jobs, live, metrics, operations
 from settings import load_settings_or_exit
 
 log = structlog.get_logger("service")
@@ -43,6 +43,8 @@ def create_app() -> FastAPI:
     app.include_router(files.router)
     app.include_router(live.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
+    app.include_router(dashboard.router)
     app.add_exception_handler(RedisError, _redis_down)
     app.add_exception_handler(OSError, _redis_down)
     app.add_exception_handler(Exception, _unexpected)

@@ -7,11 +7,13 @@ from typing import Annotated, cast
 
 from arq import ArqRedis
 from fastapi import Depends, HTTPException, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from settings import Settings
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+# Prometheus sends credentials as "Authorization: Bearer <key>"; accepted everywhere the header is.
+_bearer = HTTPBearer(auto_error=False)
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -35,10 +37,15 @@ def key_matches(presented: str, settings: Settings) -> bool:
     return matched
 
 
-def require_api_key(settings: SettingsDep, api_key: Annotated[str | None, Security(_api_key_header)]) -> str:
+def require_api_key(
+    settings: SettingsDep,
+    api_key: Annotated[str | None, Security(_api_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> str:
     """The caller's key: 401 without one, 403 with a wrong one; '' in the explicit open mode."""
     if settings.allow_anonymous and not settings.api_keys:
         return ""
+    api_key = api_key or (bearer.credentials if bearer else None)
     if not api_key:
         raise HTTPException(401, "missing API key: send it in the X-API-Key header")
     if not key_matches(api_key, settings):

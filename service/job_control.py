@@ -14,7 +14,7 @@ import structlog
 from arq import ArqRedis
 from redis.exceptions import WatchError
 
-from contracts import keys
+from contracts import keys, stats
 from contracts.operations import Operation
 from service.job_view import JobStatus, read_job, read_meta
 from settings import Settings
@@ -101,6 +101,7 @@ async def submit(
                 },
             )
             pipe.expire(meta_key, ttl)
+            stats.add_count(pipe, op.value, "enqueued")
             pipe.zadd(keys.RECENT_JOBS, {job_id: int(time.time() * 1000)})
             pipe.zremrangebyrank(keys.RECENT_JOBS, 0, -keys.RECENT_JOBS_MAX - 1)
             await pipe.execute()
@@ -173,6 +174,7 @@ async def requeue(redis: ArqRedis, settings: Settings, job_id: str) -> bool:
         pipe.hdel(keys.job_meta(job_id), "cancelled_at", "started_at", "progress", "retry", "tries")
         pipe.hset(keys.job_meta(job_id), "enqueued_at", str(int(time.time() * 1000)))
         pipe.expire(keys.job_meta(job_id), settings.timeout_for(op) * settings.max_tries + settings.result_ttl)
+        stats.add_count(pipe, op.value, "enqueued")
         await pipe.execute()
     request_id = meta.get("request_id") or None
     await _enqueue(redis, op, json.loads(meta["args"]), job_id=job_id, queue=queue, request_id=request_id, defer_ms=0)

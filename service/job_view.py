@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import UTC, datetime
@@ -57,6 +58,7 @@ class JobView(BaseModel):
     retry: RetryNote | None = None
     result: dict[str, Any] | None = None
     error: ErrorInfo | None = None
+    arguments: dict[str, Any] | None = None
 
 
 def _dt(ms: Any) -> datetime | None:
@@ -96,6 +98,7 @@ async def read_job(redis: ArqRedis, job_id: str) -> JobView | None:
         tries=int(meta.get("tries") or (raw_try or 0)),
         progress=Progress.model_validate(_json(meta.get("progress"))) if meta.get("progress") else None,
         retry=RetryNote.model_validate(_json(meta.get("retry"))) if meta.get("retry") else None,
+        arguments=_json(meta.get("args")),
     )
     if raw_result is not None:
         _apply_result(view, raw_result)
@@ -134,3 +137,9 @@ def _apply_result(view: JobView, raw: bytes) -> None:
     )
     view.error = error
     view.status = JobStatus.aborted if error.type == "aborted" else JobStatus.failed
+
+
+async def read_jobs(redis: ArqRedis, job_ids: list[str]) -> list[JobView]:
+    """Views of many jobs at once; ids Redis no longer knows are left out."""
+    views = await asyncio.gather(*(read_job(redis, j) for j in job_ids))
+    return [v for v in views if v is not None]

@@ -10,6 +10,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.wire import REQUEST_ID_HEADER
+from service.metrics import REQUEST_LATENCY, route_label
 
 log = structlog.get_logger("service.http")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -44,12 +45,15 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             if scope["type"] == "http":
+                elapsed = time.perf_counter() - started
+                route = getattr(scope.get("route"), "path", None)
+                REQUEST_LATENCY.labels(scope["method"], route_label(route), str(status)).observe(elapsed)
                 log.info(
                     "http.request",
                     method=scope["method"],
                     path=scope["path"],
                     status_code=status,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                    duration_ms=round(elapsed * 1000, 1),
                 )
 
 

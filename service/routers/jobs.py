@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path, Query
+from pydantic import BaseModel
 
+from contracts import keys
 from service.deps import ApiKeyDep, RedisDep, SettingsDep
 from service.job_control import cancel, requeue
-from service.job_view import TERMINAL, JobView, read_job
+from service.job_view import TERMINAL, JobStatus, JobView, read_job, read_jobs
 from settings import DEFAULT_QUEUE
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -24,6 +26,50 @@ async def _get(redis: RedisDep, job_id: str) -> JobView:
     if view is None:
         raise HTTPException(404, f"job {job_id} not found")
     return view
+
+
+class JobPage(BaseModel):
+    jobs: list[JobView]
+    next_offset: int | None
+    indexed: int
+
+
+_SCAN_LIMIT = 2000  # index entries one filtered listing may read before it answers with what it has
+
+
+@router.get("", response_model=JobPage)
+async def list_jobs(
+    redis: RedisDep,
+    _: ApiKeyDep,
+    status: Annotated[str | None, Query(max_length=200, description="comma-separated statuses")] = None,
+    operation: Annotated[str | None, Query(max_length=500, description="comma-separated operations")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=keys.RECENT_JOBS_MAX)] = 0,
+) -> JobPage:
+    """Recent jobs, newest first, from a bounded index (never a scan over all of Redis)."""
+    statuses = {s.strip() for s in status.split(",")} if status else None
+    if statuses and not statuses <= {s.value for s in JobStatus}:
+        raise HTTPException(422, f"status: use some of {', '.join(s.value for s in JobStatus)}")
+    operations = {o.strip() for o in operation.split(",")} if operation else None
+    indexed = await redis.zcard(keys.RECENT_JOBS)
+    found: list[JobView] = []
+    position = offset  # index entries examined so far: where the next page starts
+    while len(found) < limit and position < indexed and position - offset < _SCAN_LIMIT:
+        ids = [raw.decode() for raw in await redis.zrevrange(keys.RECENT_JOBS, position, position + 199)]
+        if not ids:
+            break
+        views = {v.job_id: v for v in await read_jobs(redis, ids)}
+        for job_id in ids:
+            position += 1
+            view = views.get(job_id)
+            if view is None or (statuses and view.status.value not in statuses):
+                continue
+            if operations and view.operation not in operations:
+                continue
+            found.append(view)
+            if len(found) == limit:
+                break
+    return JobPage(jobs=found, next_offset=position if position < indexed else None, indexed=indexed)
 
 
 @router.get("/{job_id}", response_model=JobView)

@@ -1,0 +1,91 @@
+"""Prometheus metrics: the whole system's, read from Redis at scrape time, plus this gateway's own."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from arq import ArqRedis
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from contracts import keys, stats
+from contracts.operations import SERVICES, Operation
+from contracts.system_state import live_workers, queue_depths
+from settings import DEFAULT_QUEUE, Settings
+
+# This process's request latencies; every other series comes from Redis, shared by all processes.
+GATEWAY_REGISTRY = CollectorRegistry(auto_describe=True)
+REQUEST_LATENCY = Histogram(
+    "ifcflow_http_request_duration_seconds",
+    "Gateway request latency by route",
+    ["method", "route", "status"],
+    registry=GATEWAY_REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+class _Snapshot(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return iter(self._families)
+
+
+async def system_metrics(redis: ArqRedis, settings: Settings) -> list[Metric]:
+    """Queue depths, workers, service health, job counters and histograms, as of now."""
+    workers = await live_workers(redis, settings.heartbeat_interval * 3)
+    queues = {DEFAULT_QUEUE, *settings.queues.values()}
+    depths = await queue_depths(redis, queues, workers)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.STATS_COUNTS)
+        for service in SERVICES:
+            pipe.get(keys.service_health(service))
+        for op in Operation:
+            pipe.hgetall(keys.stats_histogram("duration", op.value))
+            pipe.hgetall(keys.stats_histogram("queue_wait", op.value))
+        counts, *rest = await pipe.execute()
+    health_raw, hist_raw = rest[: len(SERVICES)], rest[len(SERVICES):]
+
+    depth = GaugeMetricFamily("ifcflow_queue_jobs", "Jobs per queue and state", labels=["queue", "state"])
+    for queue, by_state in depths.items():
+        for state, n in by_state.items():
+            depth.add_metric([queue, state], n)
+    live = GaugeMetricFamily("ifcflow_workers_live", "Workers with a fresh heartbeat", labels=["queue"])
+    for queue in depths:
+        live.add_metric([queue], sum(1 for w in workers if w["queue"] == queue))
+    in_flight = GaugeMetricFamily("ifcflow_jobs_in_flight", "Jobs running on all workers")
+    in_flight.add_metric([], sum(int(w.get("running", 0)) for w in workers))
+    up = GaugeMetricFamily("ifcflow_service_up", "IFC service health from the last check (1 healthy)",
+                           labels=["service"])
+    for service, raw in zip(SERVICES, health_raw, strict=True):
+        up.add_metric([service], 1.0 if raw and json.loads(raw).get("healthy") else 0.0)
+
+    jobs = CounterMetricFamily("ifcflow_jobs", "Jobs by operation and outcome", labels=["operation", "outcome"])
+    decoded = {k.decode(): float(v) for k, v in counts.items()}
+    for op in Operation:
+        for outcome in stats.OUTCOMES:
+            jobs.add_metric([op.value, outcome], decoded.get(f"{op.value}:{outcome}", 0.0))
+
+    duration = HistogramMetricFamily("ifcflow_job_duration_seconds", "Run time of a try", labels=["operation"])
+    wait = HistogramMetricFamily("ifcflow_job_queue_wait_seconds", "Due to started", labels=["operation"])
+    for i, op in enumerate(Operation):
+        for family, raw in ((duration, hist_raw[2 * i]), (wait, hist_raw[2 * i + 1])):
+            buckets, total = stats.cumulative_buckets({k.decode(): v.decode() for k, v in raw.items()})
+            family.add_metric([op.value], buckets, total)
+    return [depth, live, in_flight, up, jobs, duration, wait]
+
+
+async def exposition(redis: ArqRedis, settings: Settings) -> bytes:
+    """The text format for one scrape."""
+    snapshot = CollectorRegistry(auto_describe=False)
+    snapshot.register(_Snapshot(await system_metrics(redis, settings)))
+    return generate_latest(snapshot) + generate_latest(GATEWAY_REGISTRY)
+
+
+def route_label(path_template: str | None) -> str:
+    return path_template or "unmatched"
+
+

@@ -1,0 +1,62 @@
+"""The operators' dashboard: a static page, and the one overview call it makes besides the jobs API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, cast
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse
+
+from contracts import keys
+from contracts.operations import SERVICES, Operation
+from contracts.system_state import live_workers, queue_depths
+from service.deps import ApiKeyDep, RedisDep, SettingsDep
+from service.live.hub import JobEventHub
+from settings import DEFAULT_QUEUE
+
+router = APIRouter(tags=["dashboard"])
+_STATIC = Path(__file__).resolve().parent.parent / "dashboard"
+_ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
+
+
+@router.get("/dashboard", response_class=FileResponse, include_in_schema=False)
+async def dashboard_page() -> FileResponse:
+    """The dashboard page; it asks for the API key and keeps it in the browser session."""
+    return FileResponse(_STATIC / "index.html", media_type="text/html")
+
+
+@router.get("/dashboard/{asset}", response_class=FileResponse, include_in_schema=False)
+async def dashboard_asset(asset: str) -> FileResponse:
+    """The page's script and style sheet."""
+    if asset not in _ASSETS:
+        raise HTTPException(404, "no such asset")
+    return FileResponse(_STATIC / asset, media_type=_ASSETS[asset])
+
+
+@router.get("/dashboard-api/overview")
+async def overview(request: Request, redis: RedisDep, settings: SettingsDep, _: ApiKeyDep) -> dict[str, Any]:
+    """Queues with recent depth history, live workers, and IFC service health."""
+    workers = await live_workers(redis, settings.heartbeat_interval * 3)
+    depths = await queue_depths(redis, {DEFAULT_QUEUE, *settings.queues.values()}, workers)
+    async with redis.pipeline(transaction=False) as pipe:
+        for queue in depths:
+            pipe.lrange(keys.queue_history(queue), 0, -1)
+        for service in SERVICES:
+            pipe.get(keys.service_health(service))
+        results = await pipe.execute()
+    histories, checks = results[: len(depths)], results[len(depths):]
+    queues = {
+        q: {**depth, "history": [json.loads(s) for s in reversed(history)]}
+        for (q, depth), history in zip(depths.items(), histories, strict=True)
+    }
+    services = {s: json.loads(raw) if raw else None for s, raw in zip(SERVICES, checks, strict=True)}
+    hub = cast(JobEventHub, request.state.events)
+    return {
+        "queues": queues,
+        "workers": sorted(workers, key=lambda w: str(w["worker_id"])),
+        "services": services,
+        "operations": [op.value for op in Operation],
+        "live_status": hub.mode,
+    }
