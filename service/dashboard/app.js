@@ -31,7 +31,7 @@ function duration(job) {
   const s = (end - new Date(job.started_at)) / 1000;
   return s < 60 ? `${s.toFixed(1)} s` : `${(s / 60).toFixed(1)} min`;
 }
-const statusPill = (s) => el("span", { class: `status ${s}` }, s.replace("_", " "));
+const statusPill = (s, label) => el("span", { class: `status ${s}` }, label ?? s.replace("_", " "));
 
 function sparkline(history) {
   const values = history.map((p) => p.queued + p.in_progress + p.deferred);
@@ -53,7 +53,7 @@ async function refreshOverview() {
       el("td", {}, new Date(w.last_heartbeat).toLocaleTimeString())))
     : [el("tr", {}, el("td", { colspan: "8", class: "error" }, "no live worker"))]));
   $("#services tbody").replaceChildren(...Object.entries(o.services).map(([name, s]) =>
-    el("tr", {}, el("td", {}, name), el("td", {}, s ? statusPill(s.healthy ? "complete" : "failed") : "unknown"),
+    el("tr", {}, el("td", {}, name), el("td", {}, s ? statusPill(s.healthy ? "complete" : "failed", s.healthy ? "healthy" : "down") : "unknown"),
       el("td", {}, s?.error ?? ""), el("td", {}, s ? new Date(s.checked_at).toLocaleTimeString() : ""))));
   const ops = $("#f-operation");
   if (ops.options.length === 1) for (const op of o.operations) ops.append(el("option", { value: op }, op));

@@ -199,5 +199,7 @@ class JobEventHub:
 def _job_id_of(key: str) -> str | None:
     for prefix in _WATCHED_PREFIXES:
         if key.startswith(prefix):
-            return key[len(prefix):]
+            job_id = key[len(prefix):]
+            # arq's cron runs (the service health checks) are the workers' own business, not jobs.
+            return None if job_id.startswith("cron:") else job_id
     return None

@@ -1,0 +1,1 @@
+"""The ``ifcflow`` command line: ``ifcflow up`` runs the whole pipeline on one machine."""

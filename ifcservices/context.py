@@ -1,0 +1,38 @@
+"""What a tool function gets in its child process: confined paths, atomic outputs, progress."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ifcservices.confine import relative_to_root, resolve_input, resolve_output
+from ifcservices.progress import ProgressFn
+from ifcservices.staging import staged_output
+
+
+def _no_progress(percent: float, phase: str = "") -> None:
+    return None
+
+
+@dataclass
+class TaskContext:
+    """Handed to each tool: resolves request paths and records the outputs it commits."""
+
+    data_dir: Path
+    progress: ProgressFn = _no_progress
+    # Geometry threads this task may use: the cores divided among the service's concurrent tasks.
+    threads: int = 1
+    output_files: list[str] = field(default_factory=list)
+
+    def input(self, relative: str) -> Path:
+        return resolve_input(self.data_dir, relative)
+
+    @contextmanager
+    def output(self, relative: str) -> Iterator[Path]:
+        """Yield a temporary path to write ``relative`` to; it is renamed into place on success."""
+        final = resolve_output(self.data_dir, relative)
+        with staged_output(final) as (temporary, committed):
+            yield temporary
+        self.output_files.extend(relative_to_root(self.data_dir, path) for path in committed)

@@ -1,0 +1,57 @@
+"""Errors a service answers with: a type and a message for clients, a status code for the worker."""
+
+from __future__ import annotations
+
+from contracts.wire import ErrorInfo
+
+
+class ServiceError(Exception):
+    """A failure the client is told about as is; never carries a traceback."""
+
+    status_code = 500
+    error_type = "internal_error"
+
+    def __init__(self, message: str, *, error_type: str | None = None, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if error_type is not None:
+            self.error_type = error_type
+        if status_code is not None:
+            self.status_code = status_code
+
+    def info(self, service: str) -> ErrorInfo:
+        return ErrorInfo(type=self.error_type, message=self.message, service=service, status_code=self.status_code)
+
+
+class BadInput(ServiceError):
+    """The request or one of its files cannot be processed: retrying will not help (422)."""
+
+    status_code = 422
+    error_type = "invalid_input"
+
+
+class PathEscape(BadInput):
+    """A path that resolves outside the data directory, symlinks followed."""
+
+    error_type = "path_escape"
+
+
+class Busy(ServiceError):
+    """Every child-process slot is taken: the worker retries after ``Retry-After`` seconds."""
+
+    status_code = 503
+    error_type = "busy"
+
+
+class Crashed(ServiceError):
+    """The child process died (signal, out of memory) while working on one request."""
+
+    status_code = 500
+    error_type = "crashed"
+
+
+class ProcessingFailed(ServiceError):
+    """The tool raised an error we did not foresee; its message is passed on, its traceback is logged."""
+
+    status_code = 500
+    error_type = "processing_failed"

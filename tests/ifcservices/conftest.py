@@ -1,0 +1,121 @@
+"""Fixtures for the IFC services: real models built with ifcopenshell.api, the repository's sample files,
+and every service running in-process (ASGI) or as a real ``python -m ifcservices all`` process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from ifcmodels import CONCURRENCY, FIRE_RATING_IDS, GRID, REPO, SAMPLES, WALLS, build_walls, free_port, grid_walls
+
+from ifcservices import testhooks
+from ifcservices.combined import create_combined_app
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_hooks() -> Iterator[None]:
+    """Crash and slow-down markers for this suite only; set before the fork server starts."""
+    previous = os.environ.get(testhooks.ENV_VAR)
+    os.environ[testhooks.ENV_VAR] = "1"
+    yield
+    if previous is None:
+        os.environ.pop(testhooks.ENV_VAR, None)
+    else:
+        os.environ[testhooks.ENV_VAR] = previous
+
+
+@pytest.fixture(scope="session")
+def samples() -> Path:
+    if not (SAMPLES / "AC20-FZK-Haus.ifc").is_file():
+        pytest.skip(f"sample models not found in {SAMPLES}")
+    return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The services' data directory, with the models every test reads under ``uploads/``."""
+    root = tmp_path_factory.mktemp("data")
+    uploads = root / "uploads"
+    uploads.mkdir()
+    walls = build_walls(WALLS)
+    walls.write(str(uploads / "walls.ifc"))
+    (uploads / "fire.ids").write_text(FIRE_RATING_IDS, encoding="utf-8")
+    rated = {name: (*wall[:4], {"FireRating": "REI30"}) for name, wall in WALLS.items()}
+    build_walls(rated).write(str(uploads / "walls_rated.ifc"))
+    build_walls(grid_walls(GRID)).write(str(uploads / "grid.ifc"))
+    text = (uploads / "walls.ifc").read_bytes()
+    (uploads / "garbage.ifc").write_bytes(b"this is a shopping list, not a building\n")
+    (uploads / "truncated.ifc").write_bytes(text[: len(text) // 2])
+    for marker in ("__segv__", "__oom__", "__slow3__", "__slow20__"):
+        (uploads / f"walls{marker}.ifc").write_bytes(text)
+    for sample in ("AC20-FZK-Haus.ifc", "slab-standard-case.ifc"):
+        if (SAMPLES / sample).is_file():
+            shutil.copyfile(SAMPLES / sample, uploads / sample)
+    return root
+
+
+@pytest.fixture(scope="session")
+async def client(data_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """Every service in this process, behind httpx's ASGI transport (``/<service>/...``)."""
+    app = create_combined_app(data_dir=data_dir, concurrency=CONCURRENCY)
+    async with LifespanManager(app, startup_timeout=60) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://services", timeout=120) as http:
+            yield http
+
+
+@pytest.fixture(scope="session")
+def live_services(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``python -m ifcservices all`` process on a free port; yields its base URL."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("logs") / "ifcservices.log"
+    log_file = log_path.open("wb")
+    env = {**os.environ, testhooks.ENV_VAR: "1", "IFCFLOW_SERVICE_CONCURRENCY": str(CONCURRENCY)}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ifcservices",
+            "all",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"ifcservices exited early: {log_path.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("ifcservices did not answer /health within 60 s")
+        time.sleep(0.1)
+    yield base
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    log_file.close()
