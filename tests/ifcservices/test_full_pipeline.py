@@ -1,0 +1,157 @@
+"""Every tool through the whole pipeline: gateway -> Redis queue -> arq worker -> IFC service -> output file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import time
+from pathlib import Path
+
+import httpx
+import ifcopenshell
+import pytest
+from ifcmodels import GRID, guid_of  # noqa: F401 - GRID documents the model sizes used here
+
+from contracts.operations import SERVICES
+from tests.conftest import API_KEY
+
+TERMINAL = {"complete", "failed", "aborted"}
+
+
+@pytest.fixture
+def env(redis_url, data_dir: Path, live_services: str) -> dict[str, str]:
+    """The real services (one `python -m ifcservices all` process) behind the gateway and worker."""
+    values = {
+        "IFCFLOW_REDIS_URL": redis_url,
+        "IFCFLOW_API_KEYS": API_KEY,
+        "IFCFLOW_DATA_DIR": str(data_dir),
+        "IFCFLOW_POLL_DELAY": "0.05",
+        "IFCFLOW_HEARTBEAT_INTERVAL": "1",
+        "IFCFLOW_RETRY_BACKOFF": "0.5",
+        "IFCFLOW_LOG_JSON": "true",
+    }
+    for service in SERVICES:
+        values[f"IFCFLOW_{service.upper()}_URL"] = f"{live_services}/{service}"
+    return values
+
+
+@pytest.fixture
+async def api(gateway, worker):
+    async with httpx.AsyncClient(base_url=gateway, headers={"X-API-Key": API_KEY}, timeout=30) as c:
+        yield c
+
+
+async def run(api, path: str, body: dict, timeout: float = 120.0) -> dict:
+    r = await api.post(path, json=body)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = (await api.get(f"/jobs/{job_id}")).json()
+        if view["status"] in TERMINAL:
+            return view
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{path} did not finish: {view}")
+
+
+async def download(api, path: str) -> bytes:
+    r = await api.get(f"/files/{path}")
+    assert r.status_code == 200, r.text
+    return r.content
+
+
+async def test_convert_the_fzk_house_sample_to_a_glb_that_parses(api, data_dir):
+    if not (data_dir / "uploads" / "AC20-FZK-Haus.ifc").exists():
+        pytest.skip("shared samples not present")
+    view = await run(api, "/ifcconvert", {"input_filename": "AC20-FZK-Haus.ifc", "output_filename": "haus.glb"})
+    assert view["status"] == "complete", view
+    assert view["result"]["output_files"] == ["output/ifcconvert/haus.glb"]
+    glb = await download(api, "output/ifcconvert/haus.glb")
+    magic, version, length = struct.unpack("<4sII", glb[:12])
+    assert (magic, version, length) == (b"glTF", 2, len(glb))
+    chunk_length, chunk_type = struct.unpack("<I4s", glb[12:20])
+    gltf = json.loads(glb[20 : 20 + chunk_length])
+    assert chunk_type == b"JSON" and len(gltf["meshes"]) >= 20
+
+
+async def test_clash_finds_exactly_the_crossing_walls(api, data_dir):
+    body = {"clash_sets": [{"name": "walls", "a": [{"file": "walls.ifc"}]}], "output_filename": "walls.json"}
+    view = await run(api, "/ifcclash", body)
+    assert view["status"] == "complete", view
+    assert view["result"]["clash_count"] == 1
+    [clash] = view["result"]["clash_sets"][0]["clashes"]
+    walls = data_dir / "uploads" / "walls.ifc"
+    assert {clash["a_global_id"], clash["b_global_id"]} == {guid_of(walls, "A"), guid_of(walls, "B")}
+    report = json.loads(await download(api, "output/ifcclash/walls.json"))
+    assert len(report[0]["clashes"]) == 1
+
+
+async def test_ids_check_reports_the_walls_missing_their_fire_rating(api, data_dir):
+    body = {"ifc_filename": "walls.ifc", "ids_filename": "fire.ids", "output_filename": "fire.json"}
+    view = await run(api, "/ifctester", body)
+    assert view["status"] == "complete", view
+    result = view["result"]
+    assert (result["passed"], result["failed"], result["checks_failed"]) == (0, 1, 3)
+    failing = {f["name"] for f in result["specifications"][0]["failures"]}
+    assert failing == {"B", "C", "D"}
+    assert json.loads(await download(api, "output/ifctester/fire.json"))
+
+
+async def test_csv_export_then_import_round_trip(api):
+    view = await run(api, "/ifccsv", {"filename": "walls.ifc", "output_filename": "walls.csv", "query": "IfcWall",
+                                      "attributes": ["GlobalId", "Name"]})
+    assert view["status"] == "complete", view
+    assert view["result"]["rows"] == 4
+    text = (await download(api, "output/ifccsv/walls.csv")).decode()
+    assert text.count("\n") >= 4 and ",A" in text
+    view = await run(api, "/ifccsv/import", {"ifc_filename": "walls.ifc", "csv_filename": "output/ifccsv/walls.csv"})
+    assert view["status"] == "complete", view
+    assert view["result"]["output_files"] == ["output/ifccsv/walls_updated.ifc"]
+
+
+async def test_diff_of_two_models_counts_the_changes(api, data_dir):
+    import ifcopenshell.api
+
+    model = ifcopenshell.open(str(data_dir / "uploads" / "walls.ifc"))
+    walls = {w.Name: w for w in model.by_type("IfcWall")}
+    walls["A"].Name = "A renamed"
+    ifcopenshell.api.run("root.remove_product", model, product=walls["D"])
+    model.write(str(data_dir / "uploads" / "walls_edited.ifc"))
+    view = await run(api, "/ifcdiff", {"old_file": "walls.ifc", "new_file": "walls_edited.ifc"})
+    assert view["status"] == "complete", view
+    result = view["result"]
+    assert (result["added_count"], result["deleted_count"], result["changed_count"]) == (0, 1, 1)
+    assert json.loads(await download(api, "output/ifcdiff/diff.json"))
+
+
+async def test_ifc2json_and_qto_write_their_outputs(api, data_dir):
+    view = await run(api, "/ifc2json", {"filename": "walls.ifc", "output_filename": "walls.json"})
+    assert view["status"] == "complete", view
+    entities = json.loads(await download(api, "output/ifc2json/walls.json"))
+    assert entities and view["result"]["entity_count"] > 4
+    view = await run(api, "/calculate-qtos", {"input_file": "walls.ifc"})
+    assert view["status"] == "complete", view
+    written = data_dir / "output" / "ifc5d" / "walls_qto.ifc"
+    model = ifcopenshell.open(str(written))
+    assert any(q.Name.startswith("Qto_") for q in model.by_type("IfcElementQuantity"))
+
+
+async def test_garbage_and_truncated_files_fail_their_jobs_clearly_and_the_service_stays_healthy(
+    api, live_services
+):
+    for name in ("garbage.ifc", "truncated.ifc"):
+        view = await run(api, "/ifc2json", {"filename": name, "output_filename": f"{name}.json"})
+        assert view["status"] == "failed"
+        assert view["tries"] == 1
+        assert view["error"]["status_code"] == 422 and view["error"]["service"] == "ifc2json"
+        assert name in view["error"]["message"]
+    assert httpx.get(f"{live_services}/ifc2json/health").status_code == 200
+
+
+async def test_a_segfault_fails_only_that_job(api, live_services):
+    crashed = await run(api, "/ifcconvert", {"input_filename": "walls__segv__.ifc", "output_filename": "x.glb"})
+    assert crashed["status"] == "failed"
+    assert "crashed" in crashed["error"]["message"] and "signal 11" in crashed["error"]["message"]
+    fine = await run(api, "/ifcconvert", {"input_filename": "walls.ifc", "output_filename": "fine.glb"})
+    assert fine["status"] == "complete"
