@@ -37,8 +37,10 @@ async def run_operation(
     started = time.perf_counter()
     await reaper.record_start(redis, ctx["worker_id"], job_id)
     await job_record.mark_started(redis, job_id, attempt)
-    if attempt == 1:  # from the time it was due (its defer, if any, is not waiting)
-        await metrics.observe_queue_wait(redis, op.value, time.time() - ctx["score"] / 1000)
+    if attempt == 1:
+        # Waiting starts at submit, or when due for a deferred job; a priority moves the score back.
+        due = max(ctx["enqueue_time"].timestamp(), ctx["score"] / 1000)
+        await metrics.observe_queue_wait(redis, op.value, time.time() - due)
     log.info("job.started")
 
     async def on_progress(percent: float, phase: str) -> None:

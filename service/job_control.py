@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from arq import ArqRedis
-from redis.exceptions import WatchError
 
 from contracts import keys, stats
+from contracts.enqueue import NewJob, Priority, create_job, enqueue, now_ms
 from contracts.operations import Operation
 from service.job_view import JobStatus, read_job, read_meta
+from service.schemas import JobOptions
 from settings import Settings
 
 log = structlog.get_logger("service.jobs")
@@ -33,16 +31,6 @@ return 'cancelled'
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Submitted:
-    job_id: str
-    created: bool  # False: an earlier request with the same Idempotency-Key made this job
-
-
-class IdempotencyConflict(Exception):
-    """The Idempotency-Key was used before with a different request."""
-
-
 def job_id_for(idempotency_key: str | None, api_key: str) -> str:
     """A new random id, or one derived from the key, scoped to the caller so callers never collide."""
     if not idempotency_key:
@@ -51,14 +39,13 @@ def job_id_for(idempotency_key: str | None, api_key: str) -> str:
     return f"idem-{digest[:32]}"
 
 
-def _fingerprint(op: Operation, request: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps([op.value, request], sort_keys=True).encode()).hexdigest()
-
-
-def _defer_ms(defer_until: datetime | None, defer_by: float | None) -> int:
-    if defer_until is not None:
-        return max(0, int((defer_until.timestamp() - time.time()) * 1000))
-    return int((defer_by or 0) * 1000)
+def due_ms(options: JobOptions) -> int | None:
+    """When a deferred job is due (epoch ms), or None to run now."""
+    if options.defer_until is not None:
+        return int(options.defer_until.timestamp() * 1000)
+    if options.defer_by:
+        return now_ms() + int(options.defer_by * 1000)
+    return None
 
 
 async def submit(
@@ -66,71 +53,20 @@ async def submit(
     settings: Settings,
     op: Operation,
     request: dict[str, Any],
+    options: JobOptions,
     *,
     job_id: str,
     request_id: str | None,
-    defer_until: datetime | None = None,
-    defer_by: float | None = None,
-) -> Submitted:
-    """Write the job's record, then enqueue it under ``job_id``; a replayed id enqueues nothing."""
-    meta_key = keys.job_meta(job_id)
-    queue = settings.queue_for(op)
-    fingerprint = _fingerprint(op, request)
-    defer_ms = _defer_ms(defer_until, defer_by)
-    # Outlives every try of the job; the worker shortens it to the result TTL when the job ends.
-    ttl = defer_ms // 1000 + settings.timeout_for(op) * settings.max_tries + settings.result_ttl
-    async with redis.pipeline(transaction=True) as pipe:
-        try:
-            await pipe.watch(meta_key)
-            existing = await pipe.hget(meta_key, "fingerprint")
-            if existing is not None:
-                await pipe.unwatch()
-                if existing.decode() != fingerprint:
-                    raise IdempotencyConflict(job_id)
-                return Submitted(job_id, created=False)
-            pipe.multi()
-            pipe.hset(
-                meta_key,
-                mapping={
-                    "operation": op.value,
-                    "queue": queue,
-                    "request_id": request_id or "",
-                    "args": json.dumps(request),
-                    "fingerprint": fingerprint,
-                    "enqueued_at": int(time.time() * 1000),
-                },
-            )
-            pipe.expire(meta_key, ttl)
-            stats.add_count(pipe, op.value, "enqueued")
-            pipe.zadd(keys.RECENT_JOBS, {job_id: int(time.time() * 1000)})
-            pipe.zremrangebyrank(keys.RECENT_JOBS, 0, -keys.RECENT_JOBS_MAX - 1)
-            await pipe.execute()
-        except WatchError:
-            # A concurrent request with the same key won the race; it enqueues the job.
-            return Submitted(job_id, created=False)
-    await _enqueue(redis, op, request, job_id=job_id, queue=queue, request_id=request_id, defer_ms=defer_ms)
-    log.info("job.enqueued", job_id=job_id, operation=op.value, queue=queue, defer_ms=defer_ms)
-    return Submitted(job_id, created=True)
-
-
-async def _enqueue(
-    redis: ArqRedis,
-    op: Operation,
-    request: dict[str, Any],
-    *,
-    job_id: str,
-    queue: str,
-    request_id: str | None,
-    defer_ms: int,
-) -> None:
-    await redis.enqueue_job(
-        op.value,
-        request=request,
-        request_id=request_id,
-        _job_id=job_id,
-        _queue_name=queue,
-        _defer_by=defer_ms / 1000 if defer_ms else None,
+) -> bool:
+    """Record and enqueue a job under ``job_id``; False when that id exists (a replay), enqueueing nothing."""
+    created = await create_job(
+        redis,
+        settings,
+        NewJob(op, request, job_id, request_id=request_id, priority=options.priority, due_ms=due_ms(options)),
     )
+    if created:
+        log.info("job.enqueued", job_id=job_id, operation=op.value, priority=options.priority)
+    return created
 
 
 async def cancel(redis: ArqRedis, settings: Settings, job_id: str, status: JobStatus, queue: str) -> str:
@@ -145,14 +81,14 @@ async def cancel(redis: ArqRedis, settings: Settings, job_id: str, status: JobSt
             keys.ARQ_RETRY + job_id,
             keys.job_meta(job_id),
             job_id,
-            str(int(time.time() * 1000)),
+            str(now_ms()),
             str(settings.result_ttl),
         )
         outcome = outcome.decode() if isinstance(outcome, bytes) else str(outcome)
         if outcome != "running":
             return outcome
     # Running: arq's abort set; the worker running it cancels the task within one poll.
-    await redis.zadd(keys.ARQ_ABORT, {job_id: int(time.time() * 1000)})
+    await redis.zadd(keys.ARQ_ABORT, {job_id: now_ms()})
     return "aborting"
 
 
@@ -172,11 +108,17 @@ async def requeue(redis: ArqRedis, settings: Settings, job_id: str) -> bool:
         pipe.delete(keys.ARQ_RESULT + job_id, keys.ARQ_RETRY + job_id)
         pipe.zrem(keys.ARQ_ABORT, job_id)
         pipe.hdel(keys.job_meta(job_id), "cancelled_at", "started_at", "progress", "retry", "tries")
-        pipe.hset(keys.job_meta(job_id), "enqueued_at", str(int(time.time() * 1000)))
+        pipe.hset(keys.job_meta(job_id), "enqueued_at", str(now_ms()))
         pipe.expire(keys.job_meta(job_id), settings.timeout_for(op) * settings.max_tries + settings.result_ttl)
         stats.add_count(pipe, op.value, "enqueued")
         await pipe.execute()
-    request_id = meta.get("request_id") or None
-    await _enqueue(redis, op, json.loads(meta["args"]), job_id=job_id, queue=queue, request_id=request_id, defer_ms=0)
+    job = NewJob(
+        op,
+        json.loads(meta["args"]),
+        job_id,
+        request_id=meta.get("request_id") or None,
+        priority=cast(Priority, meta.get("priority") or "normal"),
+    )
+    await enqueue(redis, settings, job, queue)
     log.info("job.requeued", job_id=job_id, operation=op.value)
     return True

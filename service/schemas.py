@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field, model_validator
 
+from contracts.enqueue import Priority
 from service.job_view import JobStatus
 
 
@@ -14,6 +15,7 @@ class JobOptions(BaseModel):
 
     defer_by: float | None = Field(None, ge=0, le=365 * 86400, description="seconds to wait before running")
     defer_until: datetime | None = Field(None, description="ISO 8601 time to run at (with a timezone)")
+    priority: Priority = Field("normal", description="high jobs start before normal ones, low ones after")
 
     @model_validator(mode="after")
     def _one_schedule(self) -> JobOptions:

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # On SIGTERM, running jobs get this long to finish; the rest go back to the queue.
     shutdown_wait: int = Field(30, ge=0)
     poll_delay: float = Field(0.5, gt=0, le=10, description="seconds between a worker's queue polls")
+    # Seconds a waiting job is moved ahead per priority level; also how long a low job can be
+    # overtaken by normal ones (and a normal one by high ones) before it is served first.
+    priority_aging: float = Field(600.0, gt=0, le=21600)
     queue_name: str = Field(DEFAULT_QUEUE, min_length=1, description="queue this worker serves")
     # Operation -> queue; operations not listed go to the default queue.
     queues: dict[Operation, str] = Field(default_factory=dict)

@@ -6,10 +6,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, HTTPException, Request, Response
 from pydantic import BaseModel, create_model
 
+from contracts.enqueue import IdempotencyConflict
 from contracts.operations import OPERATIONS, Operation, OperationSpec
 from contracts.requests import REQUEST_MODELS
 from service.deps import ApiKeyDep, RedisDep, SettingsDep
-from service.job_control import IdempotencyConflict, job_id_for, submit
+from service.job_control import job_id_for, submit
 from service.job_view import JobStatus, read_job
 from service.paths import PathRefused, normalize_paths
 from service.schemas import JobAccepted, JobOptions
@@ -56,23 +57,22 @@ def _make_route(spec: OperationSpec) -> Any:
                 422, [{"loc": ["body", *exc.loc], "msg": exc.message, "type": "path_refused"}]
             ) from None
         job_id = job_id_for(idempotency_key, api_key)
+        options = JobOptions.model_validate(body.model_dump(include=set(JobOptions.model_fields)))  # type: ignore[attr-defined]
         try:
-            submitted = await submit(
+            created = await submit(
                 redis,
                 settings,
                 op,
                 operation_request.model_dump(mode="json", by_alias=True),
+                options,
                 job_id=job_id,
                 request_id=request.state.request_id,
-                defer_until=body.defer_until,  # type: ignore[attr-defined]
-                defer_by=body.defer_by,  # type: ignore[attr-defined]
             )
         except IdempotencyConflict:
             raise HTTPException(409, "Idempotency-Key was already used with a different request") from None
         status_url, ws_url = job_urls(request, settings, job_id)
-        if submitted.created:
-            deferred = body.defer_by or body.defer_until  # type: ignore[attr-defined]
-            status = JobStatus.deferred if deferred else JobStatus.queued
+        if created:
+            status = JobStatus.deferred if options.defer_by or options.defer_until else JobStatus.queued
         else:
             response.status_code = 200
             response.headers["Idempotent-Replayed"] = "true"

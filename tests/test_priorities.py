@@ -1,0 +1,100 @@
+"""Priorities on one queue and one worker pool: real gateway, real worker, real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import API_KEY, start_worker
+
+CONVERT = {"input_filename": "model.ifc", "output_filename": "model.glb"}
+
+
+@pytest.fixture
+def one_at_a_time(env):
+    env["IFCFLOW_MAX_JOBS"] = "1"
+
+
+@pytest.fixture
+async def api(one_at_a_time, gateway):
+    async with httpx.AsyncClient(base_url=gateway, headers={"X-API-Key": API_KEY}, timeout=30) as c:
+        yield c
+
+
+async def submit_many(api, n, priority, concurrency=50):
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one():
+        async with sem:
+            r = await api.post("/ifcconvert", json={**CONVERT, "priority": priority})
+            assert r.status_code == 202, r.text
+            return r.json()["job_id"]
+
+    return await asyncio.gather(*(one() for _ in range(n)))
+
+
+async def wait_done(api, ids, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    views = {}
+    while time.monotonic() < deadline:
+        views = {j: (await api.get(f"/jobs/{j}")).json() for j in ids}
+        if all(v["status"] == "complete" for v in views.values()):
+            return views
+        await asyncio.sleep(0.1)
+    raise AssertionError([v["status"] for v in views.values()])
+
+
+async def test_a_high_job_behind_a_thousand_normal_ones_starts_first(api, env, tmp_path, sync_redis, stub):
+    await submit_many(api, 1000, "normal")
+    [high] = await submit_many(api, 1, "high")
+    worker = start_worker(env, tmp_path / "w.log", sync_redis)
+    try:
+        [view] = (await wait_done(api, [high])).values()
+        started_normal = [
+            v for v in (await api.get("/jobs", params={"status": "complete", "limit": 200})).json()["jobs"]
+            if v["job_id"] != high
+        ]
+        assert started_normal, "normal jobs ran too"
+        assert all(view["started_at"] <= v["started_at"] for v in started_normal)
+    finally:
+        worker.stop()
+
+
+async def test_low_jobs_wait_for_normal_ones(api, env, tmp_path, sync_redis, stub):
+    low = await submit_many(api, 5, "low")
+    normal = await submit_many(api, 5, "normal")
+    worker = start_worker(env, tmp_path / "w.log", sync_redis)
+    try:
+        views = await wait_done(api, low + normal)
+    finally:
+        worker.stop()
+    last_normal = max(views[j]["started_at"] for j in normal)
+    first_low = min(views[j]["started_at"] for j in low)
+    assert last_normal <= first_low
+
+
+@pytest.fixture
+def short_aging(env):
+    env["IFCFLOW_PRIORITY_AGING"] = "1"
+
+
+async def test_a_low_job_waiting_longer_than_the_aging_is_served_before_new_normal_ones(
+    short_aging, api, env, tmp_path, sync_redis, stub
+):
+    [low] = await submit_many(api, 1, "low")
+    await asyncio.sleep(1.5)
+    normal = await submit_many(api, 5, "normal")
+    worker = start_worker(env, tmp_path / "w.log", sync_redis)
+    try:
+        views = await wait_done(api, [low, *normal])
+    finally:
+        worker.stop()
+    assert views[low]["started_at"] <= min(views[j]["started_at"] for j in normal)
+
+
+async def test_an_unknown_priority_is_refused(api):
+    r = await api.post("/ifcconvert", json={**CONVERT, "priority": "urgent"})
+    assert r.status_code == 422 and "priority" in r.text
