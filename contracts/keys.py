@@ -29,6 +29,12 @@ JOB_META = "ifcflow:job:"
 RECENT_JOBS = "ifcflow:recent-jobs"
 RECENT_JOBS_MAX = 10_000
 
+# A workflow's record (spec, status, times) and its steps' states; the id set of running workflows
+# is what the workers' sweep re-checks, so a step that ended while no worker advanced it is seen.
+WORKFLOW = "ifcflow:workflow:"
+WORKFLOW_STEPS_SUFFIX = ":steps"
+ACTIVE_WORKFLOWS = "ifcflow:workflows:active"
+
 # Live workers, scored by last heartbeat (ms): the gateway counts live ones with one ZCOUNT.
 WORKERS = "ifcflow:workers"
 # Per-worker details (host, pid, queue, counters), expiring on their own when the worker dies.
@@ -73,3 +79,11 @@ def stats_histogram(name: str, operation: str) -> str:
 
 def queue_history(queue: str) -> str:
     return QUEUE_HISTORY + queue
+
+
+def workflow(workflow_id: str) -> str:
+    return WORKFLOW + workflow_id
+
+
+def workflow_steps(workflow_id: str) -> str:
+    return WORKFLOW + workflow_id + WORKFLOW_STEPS_SUFFIX

@@ -16,6 +16,7 @@ from contracts.serialization import deserialize, serialize
 from jobs.health import check_services
 from jobs.lifecycle import shutdown, startup
 from jobs.operations import JOB_FUNCTIONS
+from jobs.workflow_hooks import after_job_end, sweep_workflows
 from settings import Settings
 
 
@@ -56,13 +57,21 @@ def build_worker_settings(settings: Settings) -> type:
         keep_result=0,
         **_cron_slots(settings.health_check_period),
     )
+    workflow_sweep = cron(
+        sweep_workflows,  # type: ignore[arg-type]
+        name="sweep_workflows",
+        second={7, 37},
+        timeout=60,
+        keep_result=0,
+    )
     return type(
         "WorkerSettings",
         (),
         {
             "functions": functions,
-            "cron_jobs": [health_cron],
+            "cron_jobs": [health_cron, workflow_sweep],
             "on_startup": startup,
+            "after_job_end": after_job_end,
             "on_shutdown": shutdown,
             "queue_name": settings.queue_name,
             "max_jobs": settings.max_jobs,

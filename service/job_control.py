@@ -12,8 +12,8 @@ from arq import ArqRedis
 
 from contracts import keys, stats
 from contracts.enqueue import NewJob, Priority, create_job, enqueue, now_ms
+from contracts.job_view import JobStatus, read_job, read_meta
 from contracts.operations import Operation
-from service.job_view import JobStatus, read_job, read_meta
 from service.schemas import JobOptions
 from settings import Settings
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field, model_validator
 
 from contracts.enqueue import Priority
-from service.job_view import JobStatus
+from contracts.job_view import JobStatus
 
 
 class JobOptions(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.job_view import JobStatus, JobView
+from contracts.job_view import JobStatus, JobView
 
 
 def event_kind(previous: JobView | None, current: JobView) -> str | None:

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from contracts import keys
-from service.job_view import TERMINAL, JobView, read_job
+from contracts.job_view import TERMINAL, JobView, read_job
 from service.live.events import event_kind, message
 from service.live.notifications import enable_keyspace_notifications
 

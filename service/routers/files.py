@@ -11,8 +11,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 
+from contracts.files import inside
 from service.deps import ApiKeyDep, SettingsDep
-from service.paths import inside
 from service.schemas import FileInfo, UploadResult
 from service.uploads import UploadRefused, receive_upload
 
@@ -30,6 +30,8 @@ async def upload(
             request, settings.data_dir / "uploads", file_type, settings.max_upload_bytes
         )
     except UploadRefused as exc:
+        if exc.status_code == 422:  # the shape FastAPI documents for 422
+            raise HTTPException(422, [{"loc": ["body", "file"], "msg": exc.message, "type": "value_error"}]) from None
         raise HTTPException(exc.status_code, exc.message) from None
     return UploadResult(filename=name, path=f"uploads/{name}", size=size)
 
@@ -68,7 +70,7 @@ async def download(path: str, settings: SettingsDep, _: ApiKeyDep) -> FileRespon
     """Download a file from the data directory."""
     root = settings.data_dir.resolve()
     if "\x00" in path:
-        raise HTTPException(422, "path: must not contain NUL")
+        raise HTTPException(422, [{"loc": ["path", "path"], "msg": "must not contain NUL", "type": "value_error"}])
     real = Path(os.path.realpath(root / path))
     if not inside(root, real) or not real.is_file():
         raise HTTPException(404, f"file {path!r} not found")

@@ -9,14 +9,15 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel
 
 from contracts import keys
+from contracts.job_view import TERMINAL, JobStatus, JobView, read_job, read_jobs
 from service.deps import ApiKeyDep, RedisDep, SettingsDep
 from service.job_control import cancel, requeue
-from service.job_view import TERMINAL, JobStatus, JobView, read_job, read_jobs
+from service.routers.workflows import advance_if_step
 from settings import DEFAULT_QUEUE
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_:-]{1,80}$", description="id returned by a submit")]
+JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_:-]{1,128}$", description="id returned by a submit")]
 # How long DELETE waits for a running job's worker to confirm the abort before answering.
 _ABORT_WAIT_S = 3.0
 
@@ -49,7 +50,8 @@ async def list_jobs(
     """Recent jobs, newest first, from a bounded index (never a scan over all of Redis)."""
     statuses = {s.strip() for s in status.split(",")} if status else None
     if statuses and not statuses <= {s.value for s in JobStatus}:
-        raise HTTPException(422, f"status: use some of {', '.join(s.value for s in JobStatus)}")
+        msg = f"use some of {', '.join(s.value for s in JobStatus)}"
+        raise HTTPException(422, [{"loc": ["query", "status"], "msg": msg, "type": "value_error"}])
     operations = {o.strip() for o in operation.split(",")} if operation else None
     indexed = await redis.zcard(keys.RECENT_JOBS)
     found: list[JobView] = []
@@ -91,6 +93,8 @@ async def cancel_job(job_id: JobId, redis: RedisDep, settings: SettingsDep, _: A
     if view.status in TERMINAL:
         raise HTTPException(409, f"job {job_id} already {view.status.value}")
     outcome = await cancel(redis, settings, job_id, view.status, view.queue or DEFAULT_QUEUE)
+    if outcome == "cancelled":
+        await advance_if_step(redis, settings, job_id)
     if outcome == "aborting":
         deadline = asyncio.get_running_loop().time() + _ABORT_WAIT_S
         while asyncio.get_running_loop().time() < deadline:

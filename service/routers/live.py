@@ -11,8 +11,8 @@ from typing import Annotated, cast
 from fastapi import APIRouter, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
+from contracts.job_view import TERMINAL, JobStatus, read_job
 from service.deps import ApiKeyDep, RedisDep
-from service.job_view import TERMINAL, JobStatus, read_job
 from service.live.auth import CLOSE_NOT_FOUND, authenticate
 from service.live.events import message
 from service.live.hub import JobEventHub, Subscriber

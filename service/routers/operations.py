@@ -7,12 +7,12 @@ from fastapi import APIRouter, Header, HTTPException, Request, Response
 from pydantic import BaseModel, create_model
 
 from contracts.enqueue import IdempotencyConflict
+from contracts.files import PathRefused, normalize_paths
+from contracts.job_view import JobStatus, read_job
 from contracts.operations import OPERATIONS, Operation, OperationSpec
 from contracts.requests import REQUEST_MODELS
 from service.deps import ApiKeyDep, RedisDep, SettingsDep
 from service.job_control import job_id_for, submit
-from service.job_view import JobStatus, read_job
-from service.paths import PathRefused, normalize_paths
 from service.schemas import JobAccepted, JobOptions
 from settings import Settings
 

@@ -1,0 +1,1 @@
+"""Workflows: a DAG of operations whose steps start when their dependencies complete."""
