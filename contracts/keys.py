@@ -35,6 +35,11 @@ WORKFLOW = "ifcflow:workflow:"
 WORKFLOW_STEPS_SUFFIX = ":steps"
 ACTIVE_WORKFLOWS = "ifcflow:workflows:active"
 
+# Result cache: key over operation, options and input file contents -> earlier result and outputs;
+# and each input file's content hash, by path, kept with its size and mtime so it is hashed once.
+RESULT_CACHE = "ifcflow:cache:"
+FILE_HASH = "ifcflow:file-hash:"
+
 # Live workers, scored by last heartbeat (ms): the gateway counts live ones with one ZCOUNT.
 WORKERS = "ifcflow:workers"
 # Per-worker details (host, pid, queue, counters), expiring on their own when the worker dies.

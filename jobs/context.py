@@ -33,3 +33,5 @@ class WorkerContext(TypedDict, total=False):
     started_at: float
     counters: WorkerCounters
     heartbeat: asyncio.Task[None]
+    # per job: the record's hook fields (callback_url, workflow_id, cache), for after_job_end
+    job_hooks: dict[str, str]

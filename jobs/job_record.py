@@ -14,11 +14,20 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def mark_started(redis: ArqRedis, job_id: str, attempt: int) -> None:
-    await redis.hset(
-        keys.job_meta(job_id),
-        mapping={"started_at": now_ms(), "tries": attempt, "progress": "", "retry": ""},
-    )
+# Record fields that decide what happens around the job: read in the same round trip as the start.
+HOOK_FIELDS = ("callback_url", "workflow_id", "cache")
+
+
+async def mark_started(redis: ArqRedis, job_id: str, attempt: int) -> dict[str, str]:
+    """Note the start of a try; returns the job's hook fields that are set."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hset(
+            keys.job_meta(job_id),
+            mapping={"started_at": now_ms(), "tries": attempt, "progress": "", "retry": ""},
+        )
+        pipe.hmget(keys.job_meta(job_id), list(HOOK_FIELDS))
+        _, values = await pipe.execute()
+    return {k: v.decode() for k, v in zip(HOOK_FIELDS, values, strict=True) if v}
 
 
 async def set_progress(redis: ArqRedis, job_id: str, percent: float, phase: str) -> None:

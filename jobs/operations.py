@@ -14,7 +14,7 @@ from contracts.operations import OPERATIONS, Operation
 from contracts.requests import REQUEST_MODELS
 from contracts.serialization import JobError
 from contracts.wire import ErrorInfo
-from jobs import job_record, metrics, reaper
+from jobs import job_record, metrics, reaper, result_cache
 from jobs.backoff import retry_delay
 from jobs.context import WorkerContext
 from jobs.errors import TransientServiceError
@@ -36,7 +36,8 @@ async def run_operation(
     counters["running"] += 1
     started = time.perf_counter()
     await reaper.record_start(redis, ctx["worker_id"], job_id)
-    await job_record.mark_started(redis, job_id, attempt)
+    # after_job_end gets this same ctx: what it must do for this job travels with it.
+    ctx["job_hooks"] = hooks = await job_record.mark_started(redis, job_id, attempt)
     if attempt == 1:
         # Waiting starts at submit, or when due for a deferred job; a priority moves the score back.
         due = max(ctx["enqueue_time"].timestamp(), ctx["score"] / 1000)
@@ -55,15 +56,25 @@ async def run_operation(
     try:
         # Anything that reached the queue without the gateway (arq CLI, scripts) is checked here too.
         body = REQUEST_MODELS[op].model_validate(request).model_dump(mode="json", by_alias=True)
-        result = await call_service(
-            ctx["http"],
-            service=spec.service,
-            url=settings.operation_url(op),
-            body=body,
-            job_id=job_id,
-            request_id=request_id,
-            on_progress=on_progress,
-        )
+        cached = None
+        if hooks.get("cache"):
+            cache_key, outputs = await result_cache.cache_key(redis, settings.data_dir, op, body)
+            cached = await result_cache.reuse(redis, settings.data_dir, cache_key, outputs)
+        if cached is not None:
+            result = cached
+            log.info("job.cache_hit", cache_key=cache_key)
+        else:
+            result = await call_service(
+                ctx["http"],
+                service=spec.service,
+                url=settings.operation_url(op),
+                body=body,
+                job_id=job_id,
+                request_id=request_id,
+                on_progress=on_progress,
+            )
+            if hooks.get("cache"):
+                await result_cache.remember(redis, cache_key, outputs, result, settings.cache_ttl)
     except TransientServiceError as exc:
         if attempt >= settings.max_tries:
             counters["failed"] += 1

@@ -13,10 +13,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts.operations import Operation
 from contracts.serialization import deserialize, serialize
+from contracts.webhooks import DELIVER_FUNCTION
 from jobs.health import check_services
+from jobs.job_end import after_job_end, sweep_workflows
 from jobs.lifecycle import shutdown, startup
 from jobs.operations import JOB_FUNCTIONS
-from jobs.workflow_hooks import after_job_end, sweep_workflows
+from jobs.webhooks import deliver_webhook
 from settings import Settings
 
 
@@ -49,6 +51,13 @@ def build_worker_settings(settings: Settings) -> type:
         )
         for op in Operation
     ]
+    webhook = func(
+        deliver_webhook,  # type: ignore[arg-type]
+        name=DELIVER_FUNCTION,
+        timeout=60,
+        max_tries=settings.webhook_max_tries,
+        keep_result=settings.result_ttl,
+    )
     health_cron = cron(
         check_services,  # type: ignore[arg-type]
         name="check_services",
@@ -68,7 +77,7 @@ def build_worker_settings(settings: Settings) -> type:
         "WorkerSettings",
         (),
         {
-            "functions": functions,
+            "functions": [*functions, webhook],
             "cron_jobs": [health_cron, workflow_sweep],
             "on_startup": startup,
             "after_job_end": after_job_end,

@@ -14,6 +14,7 @@ from contracts import keys, stats
 from contracts.enqueue import NewJob, Priority, create_job, enqueue, now_ms
 from contracts.job_view import JobStatus, read_job, read_meta
 from contracts.operations import Operation
+from contracts.webhooks import schedule_delivery
 from service.schemas import JobOptions
 from settings import Settings
 
@@ -59,10 +60,15 @@ async def submit(
     request_id: str | None,
 ) -> bool:
     """Record and enqueue a job under ``job_id``; False when that id exists (a replay), enqueueing nothing."""
+    meta = {"callback_url": options.callback_url} if options.callback_url else {}
+    if options.cache:
+        meta["cache"] = "1"
     created = await create_job(
         redis,
         settings,
-        NewJob(op, request, job_id, request_id=request_id, priority=options.priority, due_ms=due_ms(options)),
+        NewJob(
+            op, request, job_id, request_id=request_id, priority=options.priority, due_ms=due_ms(options), meta=meta
+        ),
     )
     if created:
         log.info("job.enqueued", job_id=job_id, operation=op.value, priority=options.priority)
@@ -85,6 +91,8 @@ async def cancel(redis: ArqRedis, settings: Settings, job_id: str, status: JobSt
             str(settings.result_ttl),
         )
         outcome = outcome.decode() if isinstance(outcome, bytes) else str(outcome)
+        if outcome == "cancelled" and await redis.hexists(keys.job_meta(job_id), "callback_url"):
+            await schedule_delivery(redis, "job", job_id, now_ms(), queue)
         if outcome != "running":
             return outcome
     # Running: arq's abort set; the worker running it cancels the task within one poll.

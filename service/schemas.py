@@ -16,6 +16,10 @@ class JobOptions(BaseModel):
     defer_by: float | None = Field(None, ge=0, le=365 * 86400, description="seconds to wait before running")
     defer_until: datetime | None = Field(None, description="ISO 8601 time to run at (with a timezone)")
     priority: Priority = Field("normal", description="high jobs start before normal ones, low ones after")
+    callback_url: str | None = Field(
+        None, max_length=2000, description="POSTed the final status, signed (X-Ifcflow-Signature)"
+    )
+    cache: bool = Field(False, description="reuse the result of the same operation on the same file contents")
 
     @model_validator(mode="after")
     def _one_schedule(self) -> JobOptions:

@@ -61,15 +61,22 @@ class Settings(BaseSettings):
     # IFC services: child processes each service runs at once; 0 means one per CPU core.
     service_concurrency: int = Field(0, ge=0, le=256)
 
+    # Webhooks: callback URLs must name one of these hosts (host or host:port, "*.example.com"),
+    # so a request can never make ifcflow call into the private network. Empty: no callbacks.
+    callback_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key of X-Ifcflow-Signature")
+    webhook_max_tries: int = Field(8, ge=1, le=50)
+    cache_ttl: int = Field(7 * 86400, gt=0, description="seconds a cached result may be reused")
+
     max_upload_bytes: int = Field(2 * 1024**3, gt=0)
     max_request_bytes: int = Field(1024**2, gt=0, description="largest JSON body the gateway reads")
     public_url: str = Field("", description="base URL put in status_url/ws_url; empty: the request's own")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool | None = Field(None, description="JSON logs; default: when stderr is not a TTY")
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "callback_allowed_hosts", mode="before")
     @classmethod
-    def _split_keys(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value

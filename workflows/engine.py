@@ -21,7 +21,8 @@ from contracts.files import PathRefused, normalize_paths
 from contracts.job_view import TERMINAL, JobStatus, JobView, read_jobs
 from contracts.operations import OPERATIONS
 from contracts.requests import REQUEST_MODELS
-from settings import Settings
+from contracts.webhooks import schedule_delivery
+from settings import DEFAULT_QUEUE, Settings
 from workflows.model import REFERENCE, ReferenceError_, Step, WorkflowRequest, dependencies, references, resolve
 
 log = structlog.get_logger("workflows")
@@ -186,12 +187,16 @@ async def advance(redis: ArqRedis, settings: Settings, workflow_id: str) -> str 
 
 async def _finish(redis: ArqRedis, workflow_id: str, status: str, error: str | None) -> str:
     """Mark the workflow ended, once: whoever sets ``finished_at`` first also sets the status."""
-    if await redis.hsetnx(keys.workflow(workflow_id), "finished_at", str(now_ms())):
+    finished = now_ms()
+    if await redis.hsetnx(keys.workflow(workflow_id), "finished_at", str(finished)):
         async with redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.workflow(workflow_id), mapping={"status": status, "error": error or ""})
             pipe.srem(keys.ACTIVE_WORKFLOWS, workflow_id)
-            await pipe.execute()
+            pipe.hget(keys.workflow(workflow_id), "callback_url")
+            *_, callback = await pipe.execute()
         log.info("workflow.finished", workflow_id=workflow_id, status=status, error=error)
+        if callback:
+            await schedule_delivery(redis, "workflow", workflow_id, finished, DEFAULT_QUEUE)
     return status
 
 

@@ -57,7 +57,12 @@ def _walk(root: Path, prefix: str) -> list[FileInfo]:
             rel = full.relative_to(root).as_posix()
             if not rel.startswith(prefix):
                 continue
-            st = full.stat()
+            if full.is_symlink() and not inside(root, Path(os.path.realpath(full))):
+                continue  # a link out of the data dir: not listed, as it cannot be downloaded
+            try:
+                st = full.stat()
+            except OSError:  # a dangling link, or a file removed since the walk saw it
+                continue
             found.append(FileInfo(path=rel, size=st.st_size, modified_at=datetime.fromtimestamp(st.st_mtime, UTC)))
             if len(found) >= _MAX_LISTED:
                 break

@@ -11,6 +11,7 @@ from contracts.files import PathRefused, normalize_paths
 from contracts.job_view import JobStatus, read_job
 from contracts.operations import OPERATIONS, Operation, OperationSpec
 from contracts.requests import REQUEST_MODELS
+from contracts.webhooks import CallbackRefused, check_callback_url
 from service.deps import ApiKeyDep, RedisDep, SettingsDep
 from service.job_control import job_id_for, submit
 from service.schemas import JobAccepted, JobOptions
@@ -23,6 +24,20 @@ def job_urls(request: Request, settings: Settings, job_id: str) -> tuple[str, st
     base = (settings.public_url or str(request.base_url)).rstrip("/")
     ws_base = "ws" + base.removeprefix("http")
     return f"{base}/jobs/{job_id}", f"{ws_base}/jobs/{job_id}/ws"
+
+
+def check_callback(url: str | None, settings: Settings) -> None:
+    """422 unless the callback URL's host is allowed and webhooks can be signed."""
+    if url is None:
+        return
+    if settings.webhook_secret is None:
+        raise HTTPException(422, [{"loc": ["body", "callback_url"], "type": "callback_refused",
+                                   "msg": "webhooks are off on this server (no IFCFLOW_WEBHOOK_SECRET)"}])
+    try:
+        check_callback_url(url, settings.callback_allowed_hosts)
+    except CallbackRefused as exc:
+        detail = [{"loc": ["body", "callback_url"], "msg": str(exc), "type": "callback_refused"}]
+        raise HTTPException(422, detail) from None
 
 
 def _body_model(op: Operation) -> type[BaseModel]:
@@ -47,6 +62,7 @@ def _make_route(spec: OperationSpec) -> Any:
         api_key: ApiKeyDep,
         idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
     ) -> JobAccepted:
+        options = JobOptions.model_validate(body.model_dump(include=set(JobOptions.model_fields)))  # type: ignore[attr-defined]
         operation_request = request_model.model_validate(
             body.model_dump(include=request_fields, by_alias=True)  # type: ignore[attr-defined]
         )
@@ -56,8 +72,8 @@ def _make_route(spec: OperationSpec) -> Any:
             raise HTTPException(
                 422, [{"loc": ["body", *exc.loc], "msg": exc.message, "type": "path_refused"}]
             ) from None
+        check_callback(options.callback_url, settings)
         job_id = job_id_for(idempotency_key, api_key)
-        options = JobOptions.model_validate(body.model_dump(include=set(JobOptions.model_fields)))  # type: ignore[attr-defined]
         try:
             created = await submit(
                 redis,

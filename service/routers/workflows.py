@@ -15,6 +15,7 @@ from service.deps import ApiKeyDep, RedisDep, SettingsDep
 from service.job_control import cancel
 from service.live.auth import CLOSE_NOT_FOUND, authenticate
 from service.live.hub import JobEventHub
+from service.routers.operations import check_callback
 from settings import DEFAULT_QUEUE, Settings
 from workflows.engine import StepInvalid, advance, create_workflow, mark_cancelled, step_job_id, view
 from workflows.model import WorkflowRequest
@@ -35,6 +36,7 @@ async def submit_workflow(
     body: WorkflowRequest, request: Request, redis: RedisDep, settings: SettingsDep, _: ApiKeyDep
 ) -> WorkflowAccepted:
     """Check a DAG of steps (422 names the step at fault), record it and start its first steps."""
+    check_callback(body.callback_url, settings)
     try:
         workflow_id = await create_workflow(redis, settings, body, request.state.request_id)
     except StepInvalid as exc:
