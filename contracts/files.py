@@ -33,8 +33,11 @@ def resolve_input(data_dir: Path, rel: str) -> str | None:
     root = data_dir.resolve()
     for base in (root, root / "uploads"):
         real = Path(os.path.realpath(base / rel))
-        if inside(root, real) and real.is_file():
-            return real.relative_to(root).as_posix()
+        try:
+            if inside(root, real) and real.is_file():
+                return real.relative_to(root).as_posix()
+        except OSError:  # e.g. a name longer than the file system allows: no such input
+            continue
     return None
 
 
@@ -46,7 +49,10 @@ def resolve_output(data_dir: Path, service: str, rel: str) -> str | None:
     if path.parts[: len(prefix.parts)] != prefix.parts:
         path = prefix / path
     real = Path(os.path.realpath(root / path))
-    if not inside(root / prefix, real) or real.is_dir():
+    try:
+        if not inside(root / prefix, real) or real.is_dir():
+            return None
+    except OSError:  # e.g. a name longer than the file system allows: it could never be written
         return None
     return path.as_posix()
 

@@ -40,6 +40,11 @@ ACTIVE_WORKFLOWS = "ifcflow:workflows:active"
 RESULT_CACHE = "ifcflow:cache:"
 FILE_HASH = "ifcflow:file-hash:"
 
+# Recurring schedules (id -> JSON), and one claim per schedule and slot so that of many workers
+# exactly one fires each slot.
+SCHEDULES = "ifcflow:schedules"
+SCHEDULE_SLOT = "ifcflow:schedule-slot:"
+
 # Live workers, scored by last heartbeat (ms): the gateway counts live ones with one ZCOUNT.
 WORKERS = "ifcflow:workers"
 # Per-worker details (host, pid, queue, counters), expiring on their own when the worker dies.

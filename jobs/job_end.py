@@ -11,6 +11,7 @@ from contracts import keys
 from contracts.serialization import deserialize
 from contracts.webhooks import schedule_delivery
 from jobs.context import WorkerContext
+from workflows import schedules
 from workflows.engine import advance
 
 log = structlog.get_logger("jobs.job_end")
@@ -40,3 +41,8 @@ async def sweep_workflows(ctx: WorkerContext) -> int:
     for workflow_id in ids:
         await advance(ctx["redis"], ctx["settings"], workflow_id)
     return len(ids)
+
+
+async def fire_schedules(ctx: WorkerContext) -> int:
+    """Cron job: fire the schedules whose slot has come (once per slot across all workers)."""
+    return await schedules.fire_due(ctx["redis"], ctx["settings"])

@@ -15,7 +15,7 @@ from contracts.operations import Operation
 from contracts.serialization import deserialize, serialize
 from contracts.webhooks import DELIVER_FUNCTION
 from jobs.health import check_services
-from jobs.job_end import after_job_end, sweep_workflows
+from jobs.job_end import after_job_end, fire_schedules, sweep_workflows
 from jobs.lifecycle import shutdown, startup
 from jobs.operations import JOB_FUNCTIONS
 from jobs.webhooks import deliver_webhook
@@ -73,12 +73,20 @@ def build_worker_settings(settings: Settings) -> type:
         timeout=60,
         keep_result=0,
     )
+    schedule_check = cron(
+        fire_schedules,  # type: ignore[arg-type]
+        name="fire_schedules",
+        # Every 5 s: a 6-field cron expression may ask for slots that fine; a minute slot fires on time.
+        second=set(range(0, 60, 5)),
+        timeout=60,
+        keep_result=0,
+    )
     return type(
         "WorkerSettings",
         (),
         {
             "functions": [*functions, webhook],
-            "cron_jobs": [health_cron, workflow_sweep],
+            "cron_jobs": [health_cron, workflow_sweep, schedule_check],
             "on_startup": startup,
             "after_job_end": after_job_end,
             "on_shutdown": shutdown,

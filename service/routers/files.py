@@ -77,6 +77,10 @@ async def download(path: str, settings: SettingsDep, _: ApiKeyDep) -> FileRespon
     if "\x00" in path:
         raise HTTPException(422, [{"loc": ["path", "path"], "msg": "must not contain NUL", "type": "value_error"}])
     real = Path(os.path.realpath(root / path))
-    if not inside(root, real) or not real.is_file():
+    try:
+        found = inside(root, real) and real.is_file()
+    except OSError:  # e.g. a name longer than the file system allows
+        found = False
+    if not found:
         raise HTTPException(404, f"file {path!r} not found")
     return FileResponse(real, filename=real.name)
