@@ -63,8 +63,12 @@ async def test_schedules_are_listed_paused_resumed_and_deleted(api):
 
 @pytest.mark.parametrize(
     "patch,field",
-    [({"cron": "every day"}, "cron"), ({"timezone": "Mars/Olympus"}, "timezone"),
-     ({"job": None}, "exactly one"), ({"job": {"operation": "ifcconvert", "arguments": {"input_filename": "/etc"}}}, "")],
+    [
+        ({"cron": "every day"}, "cron"),
+        ({"timezone": "Mars/Olympus"}, "timezone"),
+        ({"job": None}, "exactly one"),
+        ({"job": {"operation": "ifcconvert", "arguments": {"input_filename": "/etc"}}}, ""),
+    ],
 )
 async def test_bad_schedules_get_422(api, patch, field):
     body = {"name": "x", "cron": "0 2 * * *", "job": {"operation": "ifcconvert", "arguments": CONVERT}, **patch}
