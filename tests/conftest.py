@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,8 @@ from settings import get_settings
 
 REPO = Path(__file__).resolve().parents[1]
 API_KEY = "test-key-123"
+CONVERT = {"input_filename": "model.ifc", "output_filename": "model.glb"}
+TERMINAL = frozenset({"complete", "failed", "aborted"})
 
 
 def free_port() -> int:
@@ -275,3 +277,32 @@ def gateway(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         yield url
     finally:
         proc.stop()
+
+
+@pytest.fixture
+async def api(gateway: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the real gateway process, with a valid key."""
+    async with httpx.AsyncClient(base_url=gateway, headers={"X-API-Key": API_KEY}, timeout=30) as c:
+        yield c
+
+
+async def submit(api: httpx.AsyncClient, path: str = "/ifcconvert", body: dict[str, Any] | None = None,
+                 **kw: Any) -> str:
+    """Submit an operation (a convert of uploads/model.ifc by default); the new job's id."""
+    r = await api.post(path, json=body or CONVERT, **kw)
+    assert r.status_code == 202, r.text
+    return str(r.json()["job_id"])
+
+
+async def until(api: httpx.AsyncClient, job_id: str, statuses: Iterable[str] = TERMINAL,
+                timeout: float = 30.0) -> dict[str, Any]:
+    """Poll the job, yielding to the event loop (the stand-in service runs on it), until a status."""
+    wanted = set(statuses)
+    deadline = time.monotonic() + timeout
+    view: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        view = (await api.get(f"/jobs/{job_id}")).json()
+        if view.get("status") in wanted:
+            return view
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job never reached {sorted(wanted)}: {view}")

@@ -5,38 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
 import pytest
 
-from tests.conftest import API_KEY, Behaviour
+from tests.conftest import CONVERT, TERMINAL, Behaviour, submit, until
 
 pytestmark = pytest.mark.asyncio
-CONVERT = {"input_filename": "model.ifc", "output_filename": "model.glb"}
-TERMINAL = {"complete", "failed", "aborted"}
-
-
-@pytest.fixture
-async def api(gateway):
-    async with httpx.AsyncClient(base_url=gateway, headers={"X-API-Key": API_KEY}, timeout=10) as c:
-        yield c
-
-
-async def until(api, job_id, statuses, timeout=20.0):
-    """Poll the job (yielding to the loop the stand-in service runs on) until it reaches a status."""
-    deadline = time.monotonic() + timeout
-    view = None
-    while time.monotonic() < deadline:
-        view = (await api.get(f"/jobs/{job_id}")).json()
-        if view["status"] in statuses:
-            return view
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"job never reached {statuses}: {view}")
-
-
-async def submit(api, path="/ifcconvert", body=None, **kw):
-    r = await api.post(path, json=body or CONVERT, **kw)
-    assert r.status_code == 202, r.text
-    return r.json()["job_id"]
 
 
 async def test_submitted_job_completes_with_the_service_result(api, worker, stub):

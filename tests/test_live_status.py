@@ -12,10 +12,18 @@ import redis
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import API_KEY, Behaviour, Process, free_port, start_redis, start_worker, wait_for
+from tests.conftest import (
+    API_KEY,
+    CONVERT,
+    Behaviour,
+    Process,
+    free_port,
+    start_redis,
+    start_worker,
+    submit,
+    wait_for,
+)
 
-CONVERT = {"input_filename": "model.ifc", "output_filename": "model.glb"}
-TERMINAL = {"complete", "failed", "aborted"}
 PROGRESS_STREAM = [
     {"event": "progress", "percent": 30, "phase": "parsing"},
     {"event": "progress", "percent": 70, "phase": "tessellating"},
@@ -25,18 +33,6 @@ PROGRESS_STREAM = [
 
 def ws_url(http_url: str, path: str) -> str:
     return "ws" + http_url.removeprefix("http") + path
-
-
-@pytest.fixture
-async def api(gateway):
-    async with httpx.AsyncClient(base_url=gateway, headers={"X-API-Key": API_KEY}, timeout=10) as c:
-        yield c
-
-
-async def submit(api, path="/ifcconvert", body=None):
-    r = await api.post(path, json=body or CONVERT)
-    assert r.status_code == 202, r.text
-    return r.json()["job_id"]
 
 
 async def collect(socket, timeout=20.0):

@@ -5,36 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import API_KEY, Behaviour
-
-CONVERT = {"input_filename": "model.ifc", "output_filename": "model.glb"}
-TERMINAL = {"complete", "failed", "aborted"}
-
-
-@pytest.fixture
-async def api(gateway):
-    async with httpx.AsyncClient(base_url=gateway, headers={"X-API-Key": API_KEY}, timeout=10) as c:
-        yield c
-
-
-async def submit(api, path="/ifcconvert", body=None):
-    r = await api.post(path, json=body or CONVERT)
-    assert r.status_code == 202, r.text
-    return r.json()["job_id"]
-
-
-async def until(api, job_id, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        view = (await api.get(f"/jobs/{job_id}")).json()
-        if view["status"] in TERMINAL:
-            return view
-        await asyncio.sleep(0.05)
-    raise AssertionError(view)
+from tests.conftest import API_KEY, CONVERT, Behaviour, submit, until
 
 
 async def scrape(api, **headers):

@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
 import pytest
 
-from tests.conftest import API_KEY, start_worker
-
-CONVERT = {"input_filename": "model.ifc", "output_filename": "model.glb"}
+from tests.conftest import CONVERT, start_worker
 
 
 @pytest.fixture
@@ -19,9 +16,8 @@ def one_at_a_time(env):
 
 
 @pytest.fixture
-async def api(one_at_a_time, gateway):
-    async with httpx.AsyncClient(base_url=gateway, headers={"X-API-Key": API_KEY}, timeout=30) as c:
-        yield c
+def api(one_at_a_time, api):
+    return api
 
 
 async def submit_many(api, n, priority, concurrency=50):

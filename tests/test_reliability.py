@@ -10,38 +10,12 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import API_KEY, Behaviour, free_port, start_redis, start_worker
-
-CONVERT = {"input_filename": "model.ifc", "output_filename": "model.glb"}
-TERMINAL = {"complete", "failed", "aborted"}
-
-
-@pytest.fixture
-async def api(gateway):
-    async with httpx.AsyncClient(base_url=gateway, headers={"X-API-Key": API_KEY}, timeout=10) as c:
-        yield c
+from tests.conftest import API_KEY, CONVERT, TERMINAL, Behaviour, free_port, start_redis, start_worker, submit, until
 
 
 @pytest.fixture
 def fast_death(env):
     env["IFCFLOW_WORKER_DEAD_AFTER"] = "3"
-
-
-async def submit(api, body=None):
-    r = await api.post("/ifcconvert", json=body or CONVERT)
-    assert r.status_code == 202, r.text
-    return r.json()["job_id"]
-
-
-async def until(api, job_id, statuses, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    view = None
-    while time.monotonic() < deadline:
-        view = (await api.get(f"/jobs/{job_id}")).json()
-        if view["status"] in statuses:
-            return view
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"job never reached {statuses}: {view}")
 
 
 def runner_of(job_id, *workers):

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import pytest
 
-from tests.conftest import API_KEY, start_worker
-
-CONVERT = {"input_filename": "model.ifc", "output_filename": "model.glb"}
-
-
-@pytest.fixture
-async def api(gateway):
-    async with httpx.AsyncClient(base_url=gateway, headers={"X-API-Key": API_KEY}, timeout=10) as c:
-        yield c
+from tests.conftest import CONVERT, start_worker
 
 
 async def test_a_schedule_fires_once_per_slot_with_two_workers(api, env, tmp_path, sync_redis, stub):

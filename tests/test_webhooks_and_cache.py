@@ -6,15 +6,13 @@ import asyncio
 import json
 import time
 
-import httpx
 import pytest
 from aiohttp import web
 
 from contracts.webhooks import SIGNATURE_HEADER, verify
-from tests.conftest import API_KEY, Behaviour, free_port
+from tests.conftest import CONVERT, Behaviour, free_port
 
 SECRET = "webhook-secret-for-tests"
-CONVERT = {"input_filename": "model.ifc", "output_filename": "model.glb"}
 
 
 class Receiver:
@@ -57,9 +55,8 @@ def webhook_env(env, receiver):
 
 
 @pytest.fixture
-async def api(webhook_env, gateway):
-    async with httpx.AsyncClient(base_url=gateway, headers={"X-API-Key": API_KEY}, timeout=10) as c:
-        yield c
+def api(webhook_env, api):
+    return api
 
 
 async def eventually(predicate, timeout=20.0):

@@ -7,19 +7,10 @@ import json
 import signal
 import time
 
-import httpx
 import pytest
 import websockets
 
-from tests.conftest import API_KEY, Behaviour, start_worker
-
-CONVERT = {"input_filename": "model.ifc", "output_filename": "model.glb"}
-
-
-@pytest.fixture
-async def api(gateway):
-    async with httpx.AsyncClient(base_url=gateway, headers={"X-API-Key": API_KEY}, timeout=10) as c:
-        yield c
+from tests.conftest import API_KEY, CONVERT, Behaviour, start_worker
 
 
 def three_steps():

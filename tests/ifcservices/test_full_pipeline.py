@@ -37,9 +37,8 @@ def env(redis_url, data_dir: Path, live_services: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def api(gateway, worker):
-    async with httpx.AsyncClient(base_url=gateway, headers={"X-API-Key": API_KEY}, timeout=30) as c:
-        yield c
+def api(worker, api):
+    return api
 
 
 async def run(api, path: str, body: dict, timeout: float = 120.0) -> dict:
