@@ -12,6 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts.operations import Operation
+from contracts.redis_client import arq_redis_settings
 from contracts.serialization import deserialize, serialize
 from contracts.webhooks import DELIVER_FUNCTION
 from jobs.health import check_services
@@ -29,7 +30,7 @@ def _cron_slots(period: int) -> dict[str, Any]:
 
 
 def _redis_settings(settings: Settings) -> RedisSettings:
-    redis_settings = RedisSettings.from_dsn(settings.redis_url)
+    redis_settings = arq_redis_settings(settings)
     # Ride out a Redis restart: each command retries with backoff for about a minute, silently,
     # instead of the worker crashing on the first refused connection.
     redis_settings.retry_on_error = [ConnectionError, TimeoutError, RedisConnectionError, RedisTimeoutError]

@@ -9,8 +9,8 @@ from typing import TypedDict
 import structlog
 from arq import ArqRedis
 from fastapi import FastAPI
-from redis.asyncio import ConnectionPool
 
+from contracts.redis_client import connection_pool
 from contracts.serialization import deserialize, serialize
 from service.live.hub import JobEventHub
 from settings import Settings, load_settings_or_exit
@@ -27,8 +27,8 @@ class GatewayState(TypedDict):
 
 def connect_redis(settings: Settings) -> ArqRedis:
     """An arq client over a lazy pool: the gateway starts, and answers 503, while Redis is down."""
-    pool = ConnectionPool.from_url(
-        settings.redis_url,
+    pool = connection_pool(
+        settings,
         # Short timeouts: a request fails fast with 503 rather than hanging while Redis is away.
         socket_connect_timeout=2,
         socket_timeout=10,
@@ -46,7 +46,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[GatewayState]:
     (settings.data_dir / "uploads").mkdir(exist_ok=True)
     (settings.data_dir / "output").mkdir(exist_ok=True)
     redis = connect_redis(settings)
-    events = JobEventHub(redis, settings.redis_url)
+    events = JobEventHub(redis, settings)
     await events.start()
     log.info("gateway.started", redis=redis_safe_url(settings.redis_url), auth=bool(settings.api_keys))
     try:

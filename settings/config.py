@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IFCFLOW_", env_file=".env", extra="ignore")
 
     redis_url: str = "redis://localhost:6379/0"
+    # Redis Sentinel: "host:port" of each sentinel; the master is found by name (the URL then gives
+    # only password and database).
+    redis_sentinels: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    redis_sentinel_master: str = "mymaster"
     # NoDecode: a plain comma-separated list, not JSON, is what operators type.
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     # Open mode must be asked for by name; an empty key list alone never opens the API.
@@ -74,7 +78,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool | None = Field(None, description="JSON logs; default: when stderr is not a TTY")
 
-    @field_validator("api_keys", "callback_allowed_hosts", mode="before")
+    @field_validator("api_keys", "callback_allowed_hosts", "redis_sentinels", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):

@@ -19,8 +19,10 @@ from redis.exceptions import RedisError
 
 from contracts import keys
 from contracts.job_view import TERMINAL, JobView, read_job
+from contracts.redis_client import connection_pool
 from service.live.events import event_kind, message
 from service.live.notifications import enable_keyspace_notifications
+from settings import Settings
 
 log = structlog.get_logger("service.live")
 
@@ -57,9 +59,9 @@ class Subscriber:
 class JobEventHub:
     """Live job events for this gateway process."""
 
-    def __init__(self, redis: ArqRedis, redis_url: str, poll_interval: float = 0.5) -> None:
+    def __init__(self, redis: ArqRedis, settings: Settings, poll_interval: float = 0.5) -> None:
         self._redis = redis
-        self._redis_url = redis_url
+        self._settings = settings
         self._poll_interval = poll_interval
         self._by_job: dict[str, set[Subscriber]] = defaultdict(set)
         self._all: set[Subscriber] = set()
@@ -152,7 +154,9 @@ class JobEventHub:
         delay = 0.1
         outage = False
         while True:
-            client = Redis.from_url(self._redis_url, health_check_interval=10, socket_connect_timeout=2)
+            client = Redis(
+                connection_pool=connection_pool(self._settings, health_check_interval=10, socket_connect_timeout=2)
+            )
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 # A restarted Redis forgets CONFIG SET: turn the notifications on again every time.
