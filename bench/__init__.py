@@ -1,0 +1,1 @@
+"""Benchmarks of ifcflow against the RQ design it replaces and against raw arq: ``python -m bench``."""
