@@ -45,6 +45,10 @@ FILE_HASH = "ifcflow:file-hash:"
 SCHEDULES = "ifcflow:schedules"
 SCHEDULE_SLOT = "ifcflow:schedule-slot:"
 
+# Abort requests, published as they are made, so the worker running the job cancels it at once
+# (arq's own abort check would cost every idle poll of every worker two more commands).
+ABORT_CHANNEL = "ifcflow:abort"
+
 # Live workers, scored by last heartbeat (ms): the gateway counts live ones with one ZCOUNT.
 WORKERS = "ifcflow:workers"
 # Per-worker details (host, pid, queue, counters), expiring on their own when the worker dies.
@@ -65,6 +69,8 @@ SERVICE_HEALTH = "ifcflow:service-health:"
 
 # Jobs a worker is running right now, so a live worker can hand them back when this one dies.
 WORKER_JOBS = "ifcflow:worker-jobs:"
+# Per queue, jobs claimed (arq's in-progress key) but recorded by no live worker -> first seen (ms).
+ORPHAN_SUSPECTS = "ifcflow:orphan-suspects:"
 
 
 def job_meta(job_id: str) -> str:
@@ -81,6 +87,10 @@ def service_health(service: str) -> str:
 
 def worker_jobs(worker_id: str) -> str:
     return WORKER_JOBS + worker_id
+
+
+def orphan_suspects(queue: str) -> str:
+    return ORPHAN_SUSPECTS + queue
 
 
 def stats_histogram(name: str, operation: str) -> str:

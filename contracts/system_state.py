@@ -11,6 +11,9 @@ from arq import ArqRedis
 from contracts import keys
 
 
+_CRON_WINDOW_MS = 5000
+
+
 async def live_workers(redis: ArqRedis, stale_after_s: float) -> list[dict[str, Any]]:
     """Details of every worker whose heartbeat is newer than ``stale_after_s``."""
     since = int((time.time() - stale_after_s) * 1000)
@@ -33,10 +36,18 @@ async def queue_depths(redis: ArqRedis, queues: set[str], workers: list[dict[str
         for q in names:
             pipe.zcount(q, "-inf", now)
             pipe.zcount(q, f"({now}", "+inf")
+            # arq puts the workers' own cron runs in the queue about a second ahead: not jobs.
+            pipe.zrangebyscore(q, now - _CRON_WINDOW_MS, now + _CRON_WINDOW_MS, withscores=True)
         counts = await pipe.execute()
     depths: dict[str, dict[str, int]] = {}
     for i, q in enumerate(names):
         running = sum(int(w.get("running", 0)) for w in workers if w["queue"] == q)
-        due, later = counts[2 * i], counts[2 * i + 1]
-        depths[q] = {"queued": max(due - running, 0), "deferred": later, "in_progress": running}
+        due, later, near = counts[3 * i], counts[3 * i + 1], counts[3 * i + 2]
+        cron_due = sum(1 for job_id, score in near if job_id.startswith(b"cron:") and score <= now)
+        cron_later = sum(1 for job_id, score in near if job_id.startswith(b"cron:") and score > now)
+        depths[q] = {
+            "queued": max(due - cron_due - running, 0),
+            "deferred": max(later - cron_later, 0),
+            "in_progress": running,
+        }
     return depths

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import aiohttp
 from arq import ArqRedis
@@ -33,5 +33,11 @@ class WorkerContext(TypedDict, total=False):
     started_at: float
     counters: WorkerCounters
     heartbeat: asyncio.Task[None]
+    # since when this worker's heartbeats have reached Redis on time (unset while they do not)
+    connected_since: float
+    # the operations running now, by job id, and those asked to abort (jobs/aborts.py)
+    abortable: dict[str, asyncio.Task[Any]]
+    aborted: set[str]
+    abort_listener: asyncio.Task[None]
     # per job: the record's hook fields (callback_url, workflow_id, cache), for after_job_end
     job_hooks: dict[str, str]

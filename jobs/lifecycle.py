@@ -10,6 +10,7 @@ from typing import Any, cast
 import aiohttp
 import structlog
 
+from jobs import aborts
 from jobs.context import WorkerContext
 from jobs.health import heartbeat_loop, new_worker_id, say_goodbye
 from settings import get_settings
@@ -29,16 +30,20 @@ async def startup(raw_ctx: dict[str, Any]) -> None:
     ctx["worker_id"] = new_worker_id()
     ctx["started_at"] = time.time()
     ctx["counters"] = {"running": 0, "complete": 0, "failed": 0, "retried": 0}
+    ctx["abortable"], ctx["aborted"] = {}, set()
     ctx["heartbeat"] = asyncio.create_task(heartbeat_loop(ctx))
+    ctx["abort_listener"] = asyncio.create_task(aborts.listen(ctx))
     log.info("worker.started", worker_id=ctx["worker_id"], queue=settings.queue_name, max_jobs=settings.max_jobs)
 
 
 async def shutdown(raw_ctx: dict[str, Any]) -> None:
     ctx = cast(WorkerContext, raw_ctx)
-    if "heartbeat" in ctx:
-        ctx["heartbeat"].cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await ctx["heartbeat"]
+    for name in ("heartbeat", "abort_listener"):
+        task = ctx.get(name)
+        if isinstance(task, asyncio.Task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     with contextlib.suppress(Exception):
         await say_goodbye(ctx)
     if "http" in ctx:

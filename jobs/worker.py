@@ -95,7 +95,10 @@ def build_worker_settings(settings: Settings) -> type:
             "max_jobs": settings.max_jobs,
             "keep_result": settings.result_ttl,
             "max_tries": settings.max_tries,
-            "allow_abort_jobs": True,
+            # Aborts come over pubsub (jobs/aborts.py): arq's check would cost every idle poll 2 commands.
+            "allow_abort_jobs": False,
+            # Read no more due jobs than can start: workers sharing a queue then contend for fewer.
+            "queue_read_limit": settings.max_jobs,
             "job_serializer": serialize,
             "job_deserializer": deserialize,
             "poll_delay": settings.poll_delay,

@@ -95,8 +95,9 @@ async def cancel(redis: ArqRedis, settings: Settings, job_id: str, status: JobSt
             await schedule_delivery(redis, "job", job_id, now_ms(), queue)
         if outcome != "running":
             return outcome
-    # Running: arq's abort set; the worker running it cancels the task within one poll.
+    # Running: recorded in arq's abort set, and published so the worker running it aborts it at once.
     await redis.zadd(keys.ARQ_ABORT, {job_id: now_ms()})
+    await redis.publish(keys.ABORT_CHANNEL, job_id)
     return "aborting"
 
 

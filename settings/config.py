@@ -42,19 +42,22 @@ class Settings(BaseSettings):
     job_timeout: int = Field(3600, gt=0, description="seconds; every operation without its own entry")
     # Clash detection on large federated models is the one operation known to run for hours.
     job_timeouts: dict[Operation, int] = Field(default_factory=lambda: {Operation.ifcclash: 7200})
-    max_tries: int = Field(5, ge=1, le=100)
+    # 8 tries: with the default backoff a job keeps trying for 2 to 4 minutes, so an IFC service that is
+    # down for a minute (a restart, a deploy) costs retries, not failed jobs.
+    max_tries: int = Field(8, ge=1, le=100)
     retry_backoff: float = Field(2.0, gt=0, description="seconds before the first retry; doubles each try")
     retry_backoff_max: float = Field(300.0, gt=0)
     result_ttl: int = Field(86_400, gt=0, description="seconds a finished job's status and result are kept")
 
-    max_jobs: int = Field(500, ge=1, description="jobs in flight per worker process")
+    max_jobs: int = Field(1000, ge=1, description="jobs in flight per worker process")
     health_check_period: int = Field(30, ge=5, le=3600, description="seconds between service health checks")
     heartbeat_interval: float = Field(5.0, gt=0)
     # A worker silent this long is dead: its running jobs go back to the queue at once.
     worker_dead_after: float = Field(15.0, gt=0)
     # On SIGTERM, running jobs get this long to finish; the rest go back to the queue.
     shutdown_wait: int = Field(30, ge=0)
-    poll_delay: float = Field(0.5, gt=0, le=10, description="seconds between a worker's queue polls")
+    # An idle poll is one Redis command, so 20 ms means jobs start within ~20 ms for ~50 commands/s.
+    poll_delay: float = Field(0.02, gt=0, le=10, description="seconds between a worker's queue polls")
     # Seconds a waiting job is moved ahead per priority level; also how long a low job can be
     # overtaken by normal ones (and a normal one by high ones) before it is served first.
     priority_aging: float = Field(600.0, gt=0, le=21600)

@@ -1,0 +1,92 @@
+"""Aborting running jobs at once, without arq's abort polling.
+
+The gateway records an abort in arq's abort set and publishes the job id; the worker running the job
+cancels the operation itself (not arq's task), so arq stores an "aborted" failure instead of running
+the job again. With arq's own abort check off, an idle worker's poll is a single Redis command,
+which is what lets workers poll every few tens of milliseconds and start jobs that fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from contracts import keys
+from contracts.redis_client import connection_pool
+from contracts.serialization import JobError
+from contracts.wire import ErrorInfo
+from jobs.context import WorkerContext
+
+log = structlog.get_logger("jobs.aborts")
+T = TypeVar("T")
+
+
+async def abortable(ctx: WorkerContext, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` so that an abort request for this job ends it with an "aborted" error."""
+    job_id = ctx["job_id"]
+    task = asyncio.create_task(work)
+    ctx["abortable"][job_id] = task
+    try:
+        return await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if job_id in ctx["aborted"] and not (current and current.cancelling()):
+            raise JobError(ErrorInfo(type="aborted", message="job aborted")) from None
+        raise
+    finally:
+        ctx["abortable"].pop(job_id, None)
+        ctx["aborted"].discard(job_id)
+
+
+def abort(ctx: WorkerContext, job_id: str) -> bool:
+    task = ctx["abortable"].get(job_id)
+    if task is None or task.done():
+        return False
+    ctx["aborted"].add(job_id)
+    task.cancel()
+    log.info("job.abort_requested", job_id=job_id)
+    return True
+
+
+async def listen(ctx: WorkerContext) -> None:
+    """Until cancelled: abort the jobs named on the abort channel; every few seconds also those in
+    arq's abort set, for a message missed while the connection was down."""
+    settings = ctx["settings"]
+    outage = False
+    while True:
+        client = Redis(connection_pool=connection_pool(settings, socket_connect_timeout=2, health_check_interval=10))
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(keys.ABORT_CHANNEL)
+            if outage:
+                log.info("worker.abort_listener_restored")
+                outage = False
+            while True:
+                await _sweep(ctx)
+                message = await pubsub.get_message(timeout=settings.heartbeat_interval)
+                while message is not None:
+                    abort(ctx, message["data"].decode())
+                    message = await pubsub.get_message(timeout=0)
+        except (RedisError, OSError) as exc:
+            if not outage:
+                log.warning("worker.abort_listener_lost", error=type(exc).__name__)
+                outage = True
+            await asyncio.sleep(1)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await client.aclose()
+
+
+async def _sweep(ctx: WorkerContext) -> None:
+    if not ctx["abortable"]:
+        return
+    requested = {raw.decode() for raw in await ctx["redis"].zrange(keys.ARQ_ABORT, 0, -1)}
+    for job_id in requested & ctx["abortable"].keys():
+        abort(ctx, job_id)
