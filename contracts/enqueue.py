@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from arq import ArqRedis
-from redis.exceptions import WatchError
+from arq.jobs import serialize_job
 
-from contracts import keys, stats
+from contracts import keys
 from contracts.operations import Operation
+from contracts.serialization import serialize
 from settings import Settings
 
 Priority = Literal["high", "normal", "low"]
@@ -51,56 +52,69 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+# The whole submit in one round trip: our record, the counters and index, and arq's own job key and
+# queue entry exactly as arq's enqueue_job writes them. An id already taken returns the fingerprint
+# of the request that took it (same request: a replay; another: a conflict).
+_CREATE = """
+local existing = redis.call('HGET', KEYS[1], 'fingerprint')
+if existing then return existing end
+if redis.call('EXISTS', KEYS[2], KEYS[3]) > 0 then return '' end
+redis.call('HSET', KEYS[1], unpack(ARGV, 10))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('HINCRBY', KEYS[6], ARGV[9], 1)
+redis.call('ZADD', KEYS[5], ARGV[7], ARGV[6])
+redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -tonumber(ARGV[8]) - 1)
+redis.call('PSETEX', KEYS[2], ARGV[4], ARGV[3])
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6])
+return false
+"""
+
+
+def _score(settings: Settings, job: NewJob, now: int) -> int:
+    if job.due_ms is not None and job.due_ms > now:
+        return job.due_ms
+    return now - PRIORITY_LEVEL[job.priority] * int(settings.priority_aging * 1000)
+
+
 async def create_job(redis: ArqRedis, settings: Settings, job: NewJob) -> bool:
-    """Write the job's record, then enqueue it. False when a job with this id exists already
-    (the same request again); ``IdempotencyConflict`` when it exists with another request."""
-    meta_key = keys.job_meta(job.job_id)
+    """Record and enqueue a job in one step. False when a job with this id exists already (the same
+    request again); ``IdempotencyConflict`` when it exists for another request."""
     queue = settings.queue_for(job.op)
     print_ = fingerprint(job.op, job.request)
-    wait_s = max(0, ((job.due_ms or 0) - now_ms()) // 1000)
+    now = now_ms()
+    score = _score(settings, job, now)
     # Outlives every try of the job; the worker shortens it to the result TTL when the job ends.
-    ttl = wait_s + settings.timeout_for(job.op) * settings.max_tries + settings.result_ttl
-    async with redis.pipeline(transaction=True) as pipe:
-        try:
-            await pipe.watch(meta_key)
-            existing = await pipe.hget(meta_key, "fingerprint")
-            if existing is not None:
-                await pipe.unwatch()
-                if existing.decode() != print_:
-                    raise IdempotencyConflict(job.job_id)
-                return False
-            pipe.multi()
-            pipe.hset(
-                meta_key,
-                mapping={
-                    "operation": job.op.value,
-                    "queue": queue,
-                    "request_id": job.request_id or "",
-                    "args": json.dumps(job.request),
-                    "fingerprint": print_,
-                    "priority": job.priority,
-                    "enqueued_at": now_ms(),
-                    **job.meta,
-                },
-            )
-            pipe.expire(meta_key, ttl)
-            stats.add_count(pipe, job.op.value, "enqueued")
-            pipe.zadd(keys.RECENT_JOBS, {job.job_id: now_ms()})
-            pipe.zremrangebyrank(keys.RECENT_JOBS, 0, -keys.RECENT_JOBS_MAX - 1)
-            await pipe.execute()
-        except WatchError:
-            return False  # a concurrent request with the same id won the race and enqueues the job
-    await enqueue(redis, settings, job, queue)
-    return True
+    ttl = max(0, score - now) // 1000 + settings.timeout_for(job.op) * settings.max_tries + settings.result_ttl
+    payload = serialize_job(
+        job.op.value, (), {"request": job.request, "request_id": job.request_id}, None, now, serializer=serialize
+    )
+    meta = {
+        "operation": job.op.value,
+        "queue": queue,
+        "request_id": job.request_id or "",
+        "args": json.dumps(job.request),
+        "fingerprint": print_,
+        "priority": job.priority,
+        "enqueued_at": str(now),
+        **job.meta,
+    }
+    create = redis.register_script(_CREATE)
+    taken = await create(
+        keys=[keys.job_meta(job.job_id), keys.ARQ_JOB + job.job_id, keys.ARQ_RESULT + job.job_id, queue,
+              keys.RECENT_JOBS, keys.STATS_COUNTS],
+        args=[print_, ttl, payload, score - now + redis.expires_extra_ms, score, job.job_id, now,
+              keys.RECENT_JOBS_MAX, f"{job.op.value}:enqueued", *(x for kv in meta.items() for x in kv)],
+    )
+    if taken is None:
+        return True
+    if taken and taken.decode() != print_:
+        raise IdempotencyConflict(job.job_id)
+    return False
 
 
 async def enqueue(redis: ArqRedis, settings: Settings, job: NewJob, queue: str) -> None:
     """Put an already recorded job on its queue, at the place its priority or due time gives it."""
-    now = now_ms()
-    if job.due_ms is not None and job.due_ms > now:
-        score = job.due_ms
-    else:
-        score = now - PRIORITY_LEVEL[job.priority] * int(settings.priority_aging * 1000)
+    score = _score(settings, job, now_ms())
     await redis.enqueue_job(
         job.op.value,
         request=job.request,

@@ -16,11 +16,12 @@ _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 _bearer = HTTPBearer(auto_error=False)
 
 
-def get_settings_dep(request: Request) -> Settings:
+# async: FastAPI runs plain functions in its thread pool, a hop that costs more than these do.
+async def get_settings_dep(request: Request) -> Settings:
     return cast(Settings, request.state.settings)
 
 
-def get_redis(request: Request) -> ArqRedis:
+async def get_redis(request: Request) -> ArqRedis:
     return cast(ArqRedis, request.state.redis)
 
 
@@ -37,7 +38,7 @@ def key_matches(presented: str, settings: Settings) -> bool:
     return matched
 
 
-def require_api_key(
+async def require_api_key(
     settings: SettingsDep,
     api_key: Annotated[str | None, Security(_api_key_header)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
