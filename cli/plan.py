@@ -117,5 +117,7 @@ def gateway_spec(opts: UpOptions, env: Mapping[str, str]) -> ChildSpec:
         sys.executable, "-m", "uvicorn", "service.app:app",
         "--host", opts.host, "--port", str(opts.port),
         "--timeout-graceful-shutdown", "10",
+        # Live-status messages are small; compressing them cost ~40 KB per socket and CPU per send.
+        "--ws-per-message-deflate", "false",
     )  # fmt: skip
     return ChildSpec("gateway", argv, env, stop_timeout=15.0, tier=TIER_GATEWAY)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, NamedTuple
 
 from contracts.job_view import JobStatus, JobView
 
@@ -31,6 +32,15 @@ def _signature(view: JobView) -> tuple[Any, ...]:
     return (view.status, view.progress, retry, view.tries, view.error, view.result is not None)
 
 
-def message(kind: str, view: JobView) -> dict[str, Any]:
-    """The job's view (as ``GET /jobs/{id}`` gives it) with the event that produced it."""
-    return {"event": kind, **view.model_dump(mode="json")}
+class Event(NamedTuple):
+    """One change as every subscriber receives it: encoded once, however many sockets send it."""
+
+    kind: str
+    status: str
+    text: str  # the JSON message: the job's view (as GET /jobs/{id} gives it) plus "event"
+
+
+def message(kind: str, view: JobView) -> Event:
+    """The message for ``view`` after the change ``kind``."""
+    body = {"event": kind, **view.model_dump(mode="json")}
+    return Event(kind, view.status.value, json.dumps(body, separators=(",", ":")))

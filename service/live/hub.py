@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict, defaultdict
-from typing import Any
 
 import structlog
 from arq import ArqRedis
@@ -20,7 +19,7 @@ from redis.exceptions import RedisError
 from contracts import keys
 from contracts.job_view import TERMINAL, JobView, read_job
 from contracts.redis_client import connection_pool
-from service.live.events import event_kind, message
+from service.live.events import Event, event_kind, message
 from service.live.notifications import enable_keyspace_notifications
 from settings import Settings
 
@@ -41,7 +40,8 @@ class Subscriber:
         self.job_id = job_id
         self.operations = operations
         self.statuses = statuses
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=64)
+        # None is the end of the feed (the client left), put there by whoever noticed.
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=64)
         self.dropped = 0
 
     def wants(self, view: JobView) -> bool:
@@ -49,7 +49,7 @@ class Subscriber:
             return False
         return not self.statuses or view.status.value in self.statuses
 
-    def offer(self, item: dict[str, Any]) -> None:
+    def offer(self, item: Event | None) -> None:
         if self.queue.full():
             self.queue.get_nowait()
             self.dropped += 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated, cast
 
@@ -14,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from contracts.job_view import TERMINAL, JobStatus, read_job
 from service.deps import ApiKeyDep, RedisDep
 from service.live.auth import CLOSE_NOT_FOUND, authenticate
-from service.live.events import message
+from service.live.events import Event, message
 from service.live.hub import JobEventHub, Subscriber
 from service.routers.jobs import JobId
 from settings import Settings
@@ -45,8 +44,10 @@ async def job_socket(ws: WebSocket, job_id: JobId) -> None:
             await ws.close(CLOSE_NOT_FOUND, f"job {job_id} not found")
             return
         hub.remember(view)
-        await ws.send_json(message("snapshot", view))
-        if view.status not in TERMINAL:
+        await ws.send_text(message("snapshot", view).text)
+        finished = view.status in TERMINAL
+        del view  # a socket may stay open for hours: keep nothing of the snapshot
+        if not finished:
             await _pump(ws, sub, close_on_terminal=True)
         await ws.close()
     except WebSocketDisconnect:
@@ -81,29 +82,28 @@ async def all_jobs_socket(
 
 async def _pump(ws: WebSocket, sub: Subscriber, *, close_on_terminal: bool) -> None:
     """Send the subscriber's messages until a terminal one (if asked) or until the client leaves."""
-    gone = asyncio.create_task(_until_disconnect(ws))
+    reader = asyncio.create_task(_until_disconnect(ws, sub))
     try:
         while True:
-            getter = asyncio.create_task(sub.queue.get())
-            done, _ = await asyncio.wait({getter, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if gone in done:
-                getter.cancel()
+            event = await sub.queue.get()
+            if event is None:  # the client left
                 return
-            item = getter.result()
-            await ws.send_json(item)
-            if close_on_terminal and item["status"] in TERMINAL:
+            await ws.send_text(event.text)
+            if close_on_terminal and event.status in TERMINAL:
                 return
     finally:
-        gone.cancel()
+        reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
-            await gone
+            await reader
 
 
-async def _until_disconnect(ws: WebSocket) -> None:
-    # Clients say nothing after authenticating; reading is how a closed socket is noticed.
+async def _until_disconnect(ws: WebSocket, sub: Subscriber) -> None:
+    # Clients say nothing after authenticating; reading is how a closed socket is noticed, and the
+    # feed is then ended so the sender stops.
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
         while True:
             await ws.receive_text()
+    sub.offer(None)
 
 
 @router.get("/jobs/{job_id}/events", response_class=StreamingResponse)
@@ -128,8 +128,10 @@ async def job_events(job_id: JobId, request: Request, redis: RedisDep, _: ApiKey
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
+                if item is None:
+                    return
                 yield _sse(item)
-                if item["status"] in TERMINAL:
+                if item.status in TERMINAL:
                     return
         finally:
             hub.unsubscribe(sub)
@@ -139,5 +141,5 @@ async def job_events(job_id: JobId, request: Request, redis: RedisDep, _: ApiKey
     )
 
 
-def _sse(item: dict[str, object]) -> str:
-    return f"event: {item['event']}\ndata: {json.dumps(item)}\n\n"
+def _sse(event: Event) -> str:
+    return f"event: {event.kind}\ndata: {event.text}\n\n"
