@@ -156,7 +156,8 @@ class Scope:
         """One uvicorn process (the production command); returns once ``/health`` answers."""
         port = free_port()
         args = python_args(
-            "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--backlog", "4096"
+            "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--backlog", "4096",
+            "--ws-per-message-deflate", "false",
         )
         proc = self._start("gateway", args, env)
         url = f"http://127.0.0.1:{port}"

@@ -49,9 +49,8 @@ def _body_model(op: Operation) -> type[BaseModel]:
 
 def _make_route(spec: OperationSpec) -> Any:
     op = spec.operation
-    request_model = REQUEST_MODELS[op]
     body_model = _body_model(op)
-    request_fields = set(request_model.model_fields)
+    option_fields = set(JobOptions.model_fields)
 
     async def submit_operation(
         body: body_model,  # type: ignore[valid-type]
@@ -62,12 +61,10 @@ def _make_route(spec: OperationSpec) -> Any:
         api_key: ApiKeyDep,
         idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
     ) -> JobAccepted:
-        options = JobOptions.model_validate(body.model_dump(include=set(JobOptions.model_fields)))  # type: ignore[attr-defined]
-        operation_request = request_model.model_validate(
-            body.model_dump(include=request_fields, by_alias=True)  # type: ignore[attr-defined]
-        )
+        # The body is both the operation's request and the job's options: validated once, used as both.
+        options: JobOptions = body
         try:
-            normalize_paths(operation_request, settings.data_dir, spec.service)
+            normalize_paths(body, settings.data_dir, spec.service)
         except PathRefused as exc:
             raise HTTPException(
                 422, [{"loc": ["body", *exc.loc], "msg": exc.message, "type": "path_refused"}]
@@ -79,7 +76,7 @@ def _make_route(spec: OperationSpec) -> Any:
                 redis,
                 settings,
                 op,
-                operation_request.model_dump(mode="json", by_alias=True),
+                body.model_dump(mode="json", by_alias=True, exclude=option_fields),  # type: ignore[attr-defined]
                 options,
                 job_id=job_id,
                 request_id=request.state.request_id,
