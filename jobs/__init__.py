@@ -11,8 +11,10 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     if name == "WorkerSettings":
-        from jobs.worker import build_worker_settings
+        from jobs.worker import build_worker_settings, use_uvloop
         from settings import load_settings_or_exit
 
-        return build_worker_settings(load_settings_or_exit())
+        worker_settings = build_worker_settings(load_settings_or_exit())
+        use_uvloop()
+        return worker_settings
     raise AttributeError(f"module 'jobs' has no attribute {name!r}")
