@@ -8,6 +8,7 @@ name alone. Outputs always land in ``output/<service>/``.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel
@@ -25,12 +26,20 @@ class PathRefused(ValueError):
 
 
 def inside(root: Path, candidate: Path) -> bool:
-    return candidate == root or root in candidate.parents
+    """Whether ``candidate`` is ``root`` or below it (both already resolved)."""
+    text, top = str(candidate), str(root)
+    return text == top or text.startswith(top.rstrip(os.sep) + os.sep)
+
+
+@lru_cache(maxsize=8)
+def _root(data_dir: Path) -> Path:
+    # Resolved once per data directory rather than on every path of every submit.
+    return data_dir.resolve()
 
 
 def resolve_input(data_dir: Path, rel: str) -> str | None:
     """The data-dir-relative path of an existing input file, or None."""
-    root = data_dir.resolve()
+    root = _root(data_dir)
     for base in (root, root / "uploads"):
         real = Path(os.path.realpath(base / rel))
         try:
@@ -43,7 +52,7 @@ def resolve_input(data_dir: Path, rel: str) -> str | None:
 
 def resolve_output(data_dir: Path, service: str, rel: str) -> str | None:
     """The data-dir-relative path an output is written to, or None when it would leave its folder."""
-    root = data_dir.resolve()
+    root = _root(data_dir)
     prefix = PurePosixPath("output", service)
     path = PurePosixPath(rel)
     if path.parts[: len(prefix.parts)] != prefix.parts:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from enum import Enum
+from functools import cache
 from pathlib import PurePosixPath
 from typing import Annotated, Any, get_args, get_origin
 
@@ -48,11 +49,16 @@ def _role_of(field: FieldInfo) -> PathRole | None:
 Loc = tuple[str | int, ...]
 
 
+@cache
+def _roles(model_class: type[BaseModel]) -> tuple[tuple[str, PathRole | None], ...]:
+    # Per class, once: this runs on every submit.
+    return tuple((name, _role_of(field)) for name, field in model_class.model_fields.items())
+
+
 def path_fields(model: BaseModel, loc: Loc = ()) -> Iterator[tuple[Loc, PathRole, Any, str]]:
     """Yield ``(loc, role, owner, field_name)`` for every path field set in ``model``, nested ones too."""
-    for name, field in type(model).model_fields.items():
+    for name, role in _roles(type(model)):
         value = getattr(model, name)
-        role = _role_of(field)
         if role is not None:
             if value is not None:
                 yield (*loc, name), role, model, name

@@ -10,7 +10,6 @@ from arq import ArqRedis
 
 from contracts import keys
 
-
 _CRON_WINDOW_MS = 5000
 
 

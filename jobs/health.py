@@ -16,7 +16,7 @@ from contracts import keys
 from contracts.operations import SERVICES
 from jobs.context import WorkerContext
 from jobs.queue_sampler import sample_queues
-from jobs.reaper import reap_dead_workers
+from jobs.reaper import reap_dead_workers, reap_orphans
 
 log = structlog.get_logger("jobs.health")
 _CHECK_TIMEOUT = aiohttp.ClientTimeout(total=5)
@@ -79,8 +79,15 @@ async def beat_once(ctx: WorkerContext) -> None:
         pipe.zadd(keys.WORKERS, {worker_id: now})
         pipe.set(keys.worker(worker_id), json.dumps(info), px=ttl_ms)
         await pipe.execute()
+    if time.time() * 1000 - now > settings.heartbeat_interval * 1000:
+        ctx.pop("connected_since", None)  # Redis was away: every worker's beats are late, not just theirs
+    connected_since = ctx.setdefault("connected_since", time.time())
     # Workers that died without saying goodbye: their jobs go back to the queue, they leave the set.
-    await reap_dead_workers(redis, settings.worker_dead_after)
+    # Only a worker that has itself reached Redis for the whole window can tell who stayed silent in
+    # it: after a Redis outage (or its own start) it first lets the others beat again.
+    if time.time() - connected_since >= settings.worker_dead_after:
+        await reap_dead_workers(redis, settings.worker_dead_after, worker_id)
+        await reap_orphans(redis, settings.queue_name, settings.worker_dead_after)
     await sample_queues(ctx)
 
 
@@ -90,6 +97,7 @@ async def heartbeat_loop(ctx: WorkerContext) -> None:
         try:
             await beat_once(ctx)
         except Exception as exc:  # a lost beat must never stop the worker
+            ctx.pop("connected_since", None)
             log.warning("worker.heartbeat_failed", error=str(exc))
         await asyncio.sleep(ctx["settings"].heartbeat_interval)
 

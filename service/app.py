@@ -6,6 +6,8 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
@@ -23,6 +25,19 @@ MAX_JSON_BODY = 1024 * 1024
 async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
     log.warning("redis.unavailable", error=type(exc).__name__)
     return JSONResponse({"detail": "Redis is unavailable; try again shortly"}, status_code=503)
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, but echoing only small scalar inputs: its own handler encodes each error's whole
+    input, so a 1 MiB array or object cost most of a second of the event loop to send back."""
+    errors = []
+    for error in exc.errors() if isinstance(exc, RequestValidationError) else []:
+        error = dict(error)
+        value = error.get("input")
+        if isinstance(value, dict | list | tuple | set) or (isinstance(value, str | bytes) and len(value) > 1024):
+            error.pop("input")
+        errors.append(error)
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -47,6 +62,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(dashboard.router)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(RedisError, _redis_down)
     app.add_exception_handler(OSError, _redis_down)
     app.add_exception_handler(Exception, _unexpected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any
 
@@ -10,11 +11,22 @@ import structlog
 
 # Values of these keys are never written, whatever logs them.
 _SECRET_KEYS = frozenset({"api_key", "x-api-key", "password", "authorization", "api_keys"})
+# Secrets inside text: a key in a logged URL's query (uvicorn logs WebSocket and HTTP paths with their
+# query, and sockets take "?api_key="), and the password of a "redis://user:password@host" URL.
+_SECRET_PARAM = re.compile(r"((?:api_key|apikey|access_token|token|password)=)[^&\s\"']+", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@", re.IGNORECASE)
+
+
+def _scrub(text: str) -> str:
+    return _URL_PASSWORD.sub(r"\1***@", _SECRET_PARAM.sub(r"\1***", text))
 
 
 def _redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     for key in event_dict.keys() & _SECRET_KEYS:
         event_dict[key] = "***"
+    for key, value in event_dict.items():
+        if isinstance(value, str) and ("=" in value or "@" in value):
+            event_dict[key] = _scrub(value)
     return event_dict
 
 
@@ -52,7 +64,12 @@ def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # uvicorn and arq install their own handlers; hand their records to the root one instead.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "arq", "arq.worker", "arq.jobs"):
+    for name in ("uvicorn", "uvicorn.error", "arq", "arq.worker", "arq.jobs"):
         lg = logging.getLogger(name)
         lg.handlers.clear()
         lg.propagate = True
+    # The gateway logs each request itself (http.request, with request id and duration): uvicorn's
+    # access lines would say it twice.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
