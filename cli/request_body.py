@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, get_args, get_origin
+from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from pydantic.fields import FieldInfo
 
 from cli.connection import ClientError
 from contracts.operations import OPERATIONS, Operation
-from contracts.paths import PathRole
+from contracts.paths import PathRole, role_of
 from contracts.requests import REQUEST_MODELS
 
 # The clash operation has no top-level input field: its files go into one clash set.
@@ -30,15 +29,6 @@ _OUTPUT_EXAMPLES: dict[Operation, str] = {
     Operation.ifctester: "report.json",
     Operation.ifc2json: "model.json",
 }
-
-
-def _role(field: FieldInfo) -> PathRole | None:
-    # Optional[InputPath] keeps the marker inside the union's Annotated member, not in field.metadata.
-    candidates: list[Any] = list(field.metadata)
-    for arg in get_args(field.annotation):
-        if get_origin(arg) is Annotated:
-            candidates.extend(arg.__metadata__)
-    return next((m for m in candidates if isinstance(m, PathRole)), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +73,7 @@ def shape_of(op: Operation) -> OperationShape:
         if field.alias and field.alias != name:
             names.append(field.alias)
             types[field.alias] = field.annotation
-        role = _role(field)
+        role = role_of(field)
         if role is PathRole.input:
             inputs.append(name)
         elif role is PathRole.output:

@@ -37,7 +37,7 @@ InputPath = Annotated[str, PathRole.input, AfterValidator(check_relative_path)]
 OutputPath = Annotated[str, PathRole.output, AfterValidator(check_relative_path)]
 
 
-def _role_of(field: FieldInfo) -> PathRole | None:
+def role_of(field: FieldInfo) -> PathRole | None:
     # Optional[InputPath] keeps the marker inside the union's Annotated member, not in field.metadata.
     candidates: list[Any] = list(field.metadata)
     for arg in get_args(field.annotation):
@@ -52,7 +52,7 @@ Loc = tuple[str | int, ...]
 @cache
 def _roles(model_class: type[BaseModel]) -> tuple[tuple[str, PathRole | None], ...]:
     # Per class, once: this runs on every submit.
-    return tuple((name, _role_of(field)) for name, field in model_class.model_fields.items())
+    return tuple((name, role_of(field)) for name, field in model_class.model_fields.items())
 
 
 def path_fields(model: BaseModel, loc: Loc = ()) -> Iterator[tuple[Loc, PathRole, Any, str]]:

@@ -13,14 +13,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.conftest import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
@@ -34,16 +35,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 # --- processes, by psutil when installed, else by reading /proc -------------------------------------
@@ -206,7 +197,7 @@ def test_supervisor_restarts_then_gives_up() -> None:
     code = "print('hello'); raise SystemExit(3)"
     sup.start(ChildSpec("flaky", (sys.executable, "-c", code), dict(os.environ)))
     with pytest.raises(GaveUp, match="flaky exited"):
-        wait_for(lambda: sup.tick(), 10, "the supervisor to give up", interval=0.02)
+        wait_for(lambda: sup.tick(), 10, what="the supervisor to give up", interval=0.02)
     sup.stop_all()
     lines = out.getvalue().splitlines()
     assert lines.count("flaky   | hello") == 3, lines  # the first run and two restarts, prefixed
@@ -228,8 +219,8 @@ def test_no_redis_server_is_explained(tmp_path: Path) -> None:
 
 
 def test_up_starts_everything(up: Up) -> None:
-    wait_for(lambda: _health(up), 60, "the gateway's /health to answer 200")
-    wait_for(lambda: "ifcflow is up" in up.log() or up.proc.poll() is not None, 60, "the banner")
+    wait_for(lambda: _health(up), 60, what="the gateway's /health to answer 200")
+    wait_for(lambda: "ifcflow is up" in up.log() or up.proc.poll() is not None, 60, what="the banner")
     log = up.log()
     assert "ifcflow is up" in log, up.tail()
     assert f"API      {up.url}" in log and f"{up.url}/docs" in log and API_KEY in log
@@ -269,7 +260,7 @@ def test_conversion_through_up(up: Up) -> None:
             job = client.get(f"/jobs/{job_id}").json()
             return job if job["status"] in ("complete", "failed", "aborted") else None
 
-        job = wait_for(finished, 120, f"job {job_id}", interval=0.5)
+        job = wait_for(finished, 120, what=f"job {job_id}", interval=0.5)
         assert job["status"] == "complete", f"{job}\n{up.tail()}"
         resp = client.get("/files/output/ifcconvert/slab.glb")
         assert resp.status_code == 200, resp.text
@@ -282,7 +273,7 @@ def test_crashed_worker_is_restarted(up: Up) -> None:
     assert started, up.tail()
     old = int(started[-1])
     os.kill(old, signal.SIGKILL)
-    wait_for(lambda: re.search(r"restarted worker-1 \(pid (\d+)\)", up.log()), 20, "worker-1 to be restarted")
+    wait_for(lambda: re.search(r"restarted worker-1 \(pid (\d+)\)", up.log()), 20, what="worker-1 to be restarted")
     new = int(re.findall(r"restarted worker-1 \(pid (\d+)\)", up.log())[-1])
     assert new != old
     assert "worker-1 exited with code -9" in up.log()
@@ -303,6 +294,6 @@ def test_sigint_stops_everything(up: Up) -> None:
     assert code == 0, up.tail()
     assert "stopped" in up.log().splitlines()[-1]
     try:
-        wait_for(lambda: not still_running(marks, up.seen), 5, "every child to be gone")
+        wait_for(lambda: not still_running(marks, up.seen), 5, what="every child to be gone")
     except AssertionError:
         pytest.fail(f"left behind: {still_running(marks, up.seen)}")

@@ -7,7 +7,6 @@ it sets (each must be a setting), the service URLs, health checks, scaling and s
 
 from __future__ import annotations
 
-import ast
 import glob
 import importlib.util
 import json
@@ -19,6 +18,7 @@ import pytest
 
 from contracts.operations import SERVICES
 from settings import Settings
+from tests.deploy_checks import defines, option
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read compose.yaml (pip install pyyaml)")
 
@@ -71,31 +71,6 @@ def _bytes(size: str) -> int:
     return int(match[1]) << (10 * power)
 
 
-def _defines(module: str, attr: str) -> bool:
-    """Whether ``module`` has ``attr``, read without importing it: importing may read the settings.
-
-    A top-level definition counts, and so does a module ``__getattr__`` that names it (built on access).
-    """
-    spec = importlib.util.find_spec(module)
-    assert spec is not None and spec.origin, f"module {module} not found"
-    source = Path(spec.origin).read_text()
-    tree = ast.parse(source)
-    names: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.add(node.name)
-        elif isinstance(node, ast.Assign):
-            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            names.add(node.target.id)
-    return attr in names or ("__getattr__" in names and f'"{attr}"' in source)
-
-
-def _option(command: list[str], name: str) -> str:
-    assert name in command, f"{name} missing from {command}"
-    return command[command.index(name) + 1]
-
-
 # --- the Compose specification ------------------------------------------------------------------------
 
 
@@ -133,14 +108,14 @@ def test_gateway_command_serves_the_app(services: dict[str, dict[str, Any]]) -> 
     command = _command(services["gateway"])
     assert command[:2] == ["uvicorn", "service.app:app"]
     module, attr = command[1].split(":")
-    assert _defines(module, attr), f"{module} defines no {attr}"
-    assert _option(command, "--host") == "0.0.0.0" and _option(command, "--port") == "8000"
+    assert defines(module, attr), f"{module} defines no {attr}"
+    assert option(command, "--host") == "0.0.0.0" and option(command, "--port") == "8000"
     assert services["gateway"]["ports"] == ["${GATEWAY_PORT:-8000}:8000"]
 
 
 def test_worker_command_runs_the_worker(services: dict[str, dict[str, Any]]) -> None:
     assert _command(services["worker"]) == ["arq", "jobs.WorkerSettings"]
-    assert _defines("jobs", "WorkerSettings")
+    assert defines("jobs", "WorkerSettings")
     assert _command({"command": services["worker"]["healthcheck"]["test"]})[1:] == [
         "arq",
         "--check",
@@ -153,8 +128,8 @@ def test_each_ifc_service_has_a_container_and_a_url(services: dict[str, dict[str
     for tool in SERVICES:
         command = _command(services[tool])
         assert command[:4] == ["python", "-m", "ifcservices", tool], command
-        port = _option(command, "--port")
-        assert _option(command, "--host") == "0.0.0.0"
+        port = option(command, "--port")
+        assert option(command, "--host") == "0.0.0.0"
         assert f"127.0.0.1:{port}/health" in " ".join(services[tool]["healthcheck"]["test"])
         assert "ports" not in services[tool], f"{tool} is internal: no host port"
         for client in ("gateway", "worker"):
@@ -205,9 +180,9 @@ def test_redis_is_configured_for_arq(services: dict[str, dict[str, Any]]) -> Non
     redis = services["redis"]
     assert redis["image"].startswith("redis:7")
     command = _command(redis)
-    assert _option(command, "--appendonly") == "yes"
-    assert _option(command, "--notify-keyspace-events") == "KEA"
-    assert _option(command, "--requirepass").startswith("${REDIS_PASSWORD:?")
+    assert option(command, "--appendonly") == "yes"
+    assert option(command, "--notify-keyspace-events") == "KEA"
+    assert option(command, "--requirepass").startswith("${REDIS_PASSWORD:?")
     assert any(str(v).endswith(":/data") for v in redis["volumes"]), "the append-only file needs a volume"
     assert "ports" not in redis, "Redis stays on the compose network"
 

@@ -9,7 +9,6 @@ Deployment, Service and URL, probes, resources, grace periods, the shared volume
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import os
 import re
@@ -28,6 +27,7 @@ import pytest
 from contracts import keys
 from contracts.operations import SERVICES
 from settings import DEFAULT_QUEUE, Settings
+from tests.deploy_checks import defines, option
 
 yaml = pytest.importorskip("yaml", reason="PyYAML reads the manifests (pip install pyyaml)")
 
@@ -104,27 +104,6 @@ def _container(workload: dict[str, Any]) -> dict[str, Any]:
 
 def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in container.get("env", [])}
-
-
-def _option(command: list[str], name: str) -> str:
-    assert name in command, f"{name} missing from {command}"
-    return command[command.index(name) + 1]
-
-
-def _defines(module: str, attr: str) -> bool:
-    """Whether ``module`` defines ``attr`` (read, not imported), a module ``__getattr__`` naming it included."""
-    spec = importlib.util.find_spec(module)
-    assert spec is not None and spec.origin, f"module {module} not found"
-    source = Path(spec.origin).read_text()
-    names: set[str] = set()
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.add(node.name)
-        elif isinstance(node, ast.Assign):
-            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            names.add(node.target.id)
-    return attr in names or ("__getattr__" in names and f'"{attr}"' in source)
 
 
 def _quantity(value: str | int) -> float:
@@ -299,13 +278,13 @@ def test_gateway_and_worker_commands(resources: list[dict[str, Any]]):
     gateway = _container(_find(resources, "Deployment", "gateway"))
     command = gateway["command"]
     assert command[:2] == ["uvicorn", "service.app:app"] and gateway["image"].startswith("ifcflow:")
-    assert _defines(*command[1].split(":"))
-    assert _option(command, "--host") == "0.0.0.0"
-    assert {p["containerPort"] for p in gateway["ports"]} == {int(_option(command, "--port"))}
+    assert defines(*command[1].split(":"))
+    assert option(command, "--host") == "0.0.0.0"
+    assert {p["containerPort"] for p in gateway["ports"]} == {int(option(command, "--port"))}
 
     worker = _container(_find(resources, "Deployment", "worker"))
     assert worker["command"] == ["arq", "jobs.WorkerSettings"] and worker["image"].startswith("ifcflow:")
-    assert _defines("jobs", "WorkerSettings")
+    assert defines("jobs", "WorkerSettings")
     for probe in ("startupProbe", "livenessProbe"):
         exec_command = worker[probe]["exec"]["command"]
         assert exec_command[:3] == ["python", "-m", "cli.worker_probe"], exec_command
@@ -321,8 +300,8 @@ def test_each_ifc_tool_has_a_deployment_a_service_and_its_url(
         command = container["command"]
         assert command[:4] == ["python", "-m", "ifcservices", tool], command
         assert container["image"].startswith("ifcflow-ifcservices:")
-        assert _option(command, "--host") == "0.0.0.0"
-        port = int(_option(command, "--port"))
+        assert option(command, "--host") == "0.0.0.0"
+        port = int(option(command, "--port"))
         service = _find(resources, "Service", tool)
         (service_port,) = service["spec"]["ports"]
         assert _target_port(container, service_port["targetPort"]) == port, tool
@@ -406,9 +385,9 @@ def test_redis_keeps_jobs_and_notifies(resources: list[dict[str, Any]]):
     redis = _find(resources, "StatefulSet", "redis")
     container = _container(redis)
     args = container["args"]
-    assert _option(args, "--appendonly") == "yes"
-    assert _option(args, "--notify-keyspace-events") == "KEA"
-    assert _option(args, "--requirepass") == "$(REDIS_PASSWORD)"
+    assert option(args, "--appendonly") == "yes"
+    assert option(args, "--notify-keyspace-events") == "KEA"
+    assert option(args, "--requirepass") == "$(REDIS_PASSWORD)"
     assert redis["spec"]["volumeClaimTemplates"], "the append-only file needs a volume of its own"
     assert container["volumeMounts"][0]["mountPath"] == "/data"
     service = _find(resources, "Service", "redis")
@@ -495,7 +474,7 @@ def test_grace_periods_outlast_the_shutdown_waits(resources: list[dict[str, Any]
     worker = _find(resources, "Deployment", "worker")
     assert _pod(worker)["terminationGracePeriodSeconds"] > shutdown_wait
     gateway = _find(resources, "Deployment", "gateway")
-    uvicorn_wait = int(_option(_container(gateway)["command"], "--timeout-graceful-shutdown"))
+    uvicorn_wait = int(option(_container(gateway)["command"], "--timeout-graceful-shutdown"))
     assert _pod(gateway)["terminationGracePeriodSeconds"] > uvicorn_wait
 
 
