@@ -34,7 +34,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from contracts.operations import OPERATIONS, SERVICES, Operation
-from contracts.paths import PathRole, _role_of, path_fields
+from contracts.paths import PathRole, path_fields, role_of
 from contracts.requests import REQUEST_MODELS
 from contracts.serialization import deserialize
 from tests.conftest import (
@@ -237,7 +237,7 @@ def class_path_fields(model: type[Any]) -> set[str]:
     """Names of every path field a request model declares, nested models included."""
     names: set[str] = set()
     for name, field in model.model_fields.items():
-        if _role_of(field) is not None:
+        if role_of(field) is not None:
             names.add(name)
         for arg in [field.annotation, *getattr(field.annotation, "__args__", ())]:
             inner = getattr(arg, "__args__", (arg,))
