@@ -73,3 +73,6 @@ def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()
     access.propagate = False
+    # arq logs "→ started" and "← done" for every job; job.started and job.completed say the same with
+    # job id, operation, attempt and request id. Its warnings (failures, retries exceeded) stay.
+    logging.getLogger("arq.worker").setLevel(max(logging.WARNING, root.level))
