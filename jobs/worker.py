@@ -72,7 +72,7 @@ def build_worker_settings(settings: Settings) -> type:
     )
     health_cron = cron(
         check_services,  # type: ignore[arg-type]
-        name="check_services",
+        name="cron:check_services",  # the "cron:" prefix keeps its runs out of job lists and depths
         run_at_startup=True,
         timeout=30,
         keep_result=0,
@@ -80,14 +80,14 @@ def build_worker_settings(settings: Settings) -> type:
     )
     workflow_sweep = cron(
         sweep_workflows,  # type: ignore[arg-type]
-        name="sweep_workflows",
+        name="cron:sweep_workflows",
         second={7, 37},
         timeout=60,
         keep_result=0,
     )
     schedule_check = cron(
         fire_schedules,  # type: ignore[arg-type]
-        name="fire_schedules",
+        name="cron:fire_schedules",
         # Every 5 s: a 6-field cron expression may ask for slots that fine; a minute slot fires on time.
         second=set(range(0, 60, 5)),
         timeout=60,
