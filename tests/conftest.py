@@ -12,6 +12,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,14 +150,23 @@ async def stub() -> AsyncIterator[StubService]:
     service = StubService()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", service.handle)
+    async with serve(app) as url:
+        service.url = url
+        yield service
+
+
+@asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[str]:
+    """An aiohttp app on a free loopback port, for the test's event loop; yields its base URL."""
     # Calls still sleeping on purpose (slow-service tests) must not hold the teardown for a minute.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    service.url = f"http://127.0.0.1:{port}"
-    yield service
-    await runner.cleanup()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from contracts.webhooks import SIGNATURE_HEADER, verify
-from tests.conftest import CONVERT, Behaviour, free_port
+from tests.conftest import CONVERT, Behaviour, serve
 
 SECRET = "webhook-secret-for-tests"
 
@@ -39,13 +39,9 @@ async def receiver():
     r = Receiver(failures=2)
     app = web.Application()
     app.router.add_post("/hook", r.handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    r.url = f"http://127.0.0.1:{port}/hook"
-    yield r
-    await runner.cleanup()
+    async with serve(app) as url:
+        r.url = f"{url}/hook"
+        yield r
 
 
 @pytest.fixture
