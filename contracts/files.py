@@ -8,8 +8,9 @@ name alone. Outputs always land in ``output/<service>/``.
 from __future__ import annotations
 
 import os
+import stat
 from functools import lru_cache
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -25,45 +26,69 @@ class PathRefused(ValueError):
         self.message = message
 
 
-def inside(root: Path, candidate: Path) -> bool:
+def inside(root: Path | str, candidate: Path | str) -> bool:
     """Whether ``candidate`` is ``root`` or below it (both already resolved)."""
     text, top = str(candidate), str(root)
     return text == top or text.startswith(top.rstrip(os.sep) + os.sep)
 
 
 @lru_cache(maxsize=8)
-def _root(data_dir: Path) -> Path:
-    # Resolved once per data directory rather than on every path of every submit.
-    return data_dir.resolve()
+def _root(data_dir: Path) -> str:
+    # Resolved once per data directory rather than on every path of every submit; strings, not Path
+    # objects, from here on: this runs for every path of every submit.
+    return str(data_dir.resolve())
+
+
+def _lookup(root: str, rel: str) -> tuple[str, os.stat_result | None]:
+    """Where ``rel`` (checked by ``check_relative_path``: no "..", no "//") leads under the resolved
+    ``root``, and its ``lstat`` (None when it does not exist).
+
+    The same answer as ``os.path.realpath``, but only ``rel``'s own components are looked at (the root
+    is resolved already), and when none is a symlink that is all: a submit checks each of its paths.
+    """
+    path = root
+    st: os.stat_result | None = None
+    for part in rel.split("/"):
+        path = os.path.join(path, part)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return os.path.join(root, rel), None  # nothing below a missing component is a symlink
+        if stat.S_ISLNK(st.st_mode):
+            real = os.path.realpath(os.path.join(root, rel))
+            try:
+                return real, os.lstat(real)
+            except FileNotFoundError:
+                return real, None
+    return path, st
 
 
 def resolve_input(data_dir: Path, rel: str) -> str | None:
     """The data-dir-relative path of an existing input file, or None."""
     root = _root(data_dir)
-    for base in (root, root / "uploads"):
-        real = Path(os.path.realpath(base / rel))
+    for base in ("", "uploads/"):
         try:
-            if inside(root, real) and real.is_file():
-                return real.relative_to(root).as_posix()
-        except OSError:  # e.g. a name longer than the file system allows: no such input
+            real, st = _lookup(root, base + rel)
+        except (OSError, ValueError):  # e.g. a name longer than the file system allows: no such input
             continue
+        if st is not None and stat.S_ISREG(st.st_mode) and inside(root, real):
+            return real[len(root.rstrip(os.sep)) + 1 :].replace(os.sep, "/")
     return None
 
 
 def resolve_output(data_dir: Path, service: str, rel: str) -> str | None:
     """The data-dir-relative path an output is written to, or None when it would leave its folder."""
     root = _root(data_dir)
-    prefix = PurePosixPath("output", service)
-    path = PurePosixPath(rel)
-    if path.parts[: len(prefix.parts)] != prefix.parts:
-        path = prefix / path
-    real = Path(os.path.realpath(root / path))
+    # check_relative_path has normalised ``rel`` (no "..", no "//", no "./"), so plain string tests do.
+    prefix = f"output/{service}"
+    path = rel if rel == prefix or rel.startswith(prefix + "/") else f"{prefix}/{rel}"
     try:
-        if not inside(root / prefix, real) or real.is_dir():
-            return None
-    except OSError:  # e.g. a name longer than the file system allows: it could never be written
+        real, st = _lookup(root, path)
+    except (OSError, ValueError):  # e.g. a name longer than the file system allows: it could never be written
         return None
-    return path.as_posix()
+    if not inside(os.path.join(root, prefix), real) or (st is not None and stat.S_ISDIR(st.st_mode)):
+        return None
+    return path
 
 
 def normalize_paths(model: BaseModel, data_dir: Path, service: str) -> None:

@@ -15,6 +15,7 @@ from jobs.context import WorkerContext
 from jobs.health import heartbeat_loop, new_worker_id, say_goodbye
 from settings import get_settings
 from settings.logging import configure_logging
+from settings.process import freeze_startup_objects
 
 log = structlog.get_logger("jobs.worker")
 
@@ -33,6 +34,7 @@ async def startup(raw_ctx: dict[str, Any]) -> None:
     ctx["abortable"], ctx["aborted"] = {}, set()
     ctx["heartbeat"] = asyncio.create_task(heartbeat_loop(ctx))
     ctx["abort_listener"] = asyncio.create_task(aborts.listen(ctx))
+    freeze_startup_objects()
     log.info("worker.started", worker_id=ctx["worker_id"], queue=settings.queue_name, max_jobs=settings.max_jobs)
 
 

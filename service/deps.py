@@ -38,20 +38,38 @@ def key_matches(presented: str, settings: Settings) -> bool:
     return matched
 
 
+def check_api_key(presented: str | None, settings: Settings) -> str:
+    """The caller's key: 401 without one, 403 with a wrong one; '' in the explicit open mode."""
+    if settings.allow_anonymous and not settings.api_keys:
+        return ""
+    if not presented:
+        raise HTTPException(401, "missing API key: send it in the X-API-Key header")
+    if not key_matches(presented, settings):
+        raise HTTPException(403, "invalid API key")
+    return presented
+
+
+def presented_key(request: Request) -> str | None:
+    """The key in ``X-API-Key``, else in ``Authorization: Bearer``, for routes that read headers themselves."""
+    headers = request.headers
+    key = headers.get("x-api-key")
+    if key:
+        return key
+    scheme, _, credentials = (headers.get("authorization") or "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
+
+
 async def require_api_key(
     settings: SettingsDep,
     api_key: Annotated[str | None, Security(_api_key_header)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> str:
     """The caller's key: 401 without one, 403 with a wrong one; '' in the explicit open mode."""
-    if settings.allow_anonymous and not settings.api_keys:
-        return ""
-    api_key = api_key or (bearer.credentials if bearer else None)
-    if not api_key:
-        raise HTTPException(401, "missing API key: send it in the X-API-Key header")
-    if not key_matches(api_key, settings):
-        raise HTTPException(403, "invalid API key")
-    return api_key
+    return check_api_key(api_key or (bearer.credentials if bearer else None), settings)
+
+
+# What routes that check the key themselves (see ``presented_key``) declare in their OpenAPI entry.
+API_KEY_SECURITY: list[dict[str, list[str]]] = [{"APIKeyHeader": []}, {"HTTPBearer": []}]
 
 
 ApiKeyDep = Annotated[str, Depends(require_api_key)]

@@ -11,11 +11,12 @@ import structlog
 from arq import ArqRedis
 
 from contracts import keys, stats
-from contracts.enqueue import NewJob, Priority, create_job, enqueue, now_ms
+from contracts.enqueue import NewJob, Priority, enqueue, now_ms
 from contracts.job_view import JobStatus, read_job, read_meta
 from contracts.operations import Operation
 from contracts.webhooks import schedule_delivery
 from service.schemas import JobOptions
+from service.submitter import JobSubmitter
 from settings import Settings
 
 log = structlog.get_logger("service.jobs")
@@ -30,6 +31,9 @@ redis.call('HSET', KEYS[5], 'cancelled_at', ARGV[2])
 redis.call('EXPIRE', KEYS[5], ARGV[3])
 return 'cancelled'
 """
+
+
+IDEMPOTENCY_KEY_MAX = 255
 
 
 def job_id_for(idempotency_key: str | None, api_key: str) -> str:
@@ -50,7 +54,7 @@ def due_ms(options: JobOptions) -> int | None:
 
 
 async def submit(
-    redis: ArqRedis,
+    submitter: JobSubmitter,
     settings: Settings,
     op: Operation,
     request: dict[str, Any],
@@ -63,15 +67,14 @@ async def submit(
     meta = {"callback_url": options.callback_url} if options.callback_url else {}
     if options.cache:
         meta["cache"] = "1"
-    created = await create_job(
-        redis,
-        settings,
+    created = await submitter.create(
         NewJob(
             op, request, job_id, request_id=request_id, priority=options.priority, due_ms=due_ms(options), meta=meta
         ),
     )
     if created:
-        log.info("job.enqueued", job_id=job_id, operation=op.value, priority=options.priority)
+        # Said once, on the request's own log line (http.request) rather than a line of its own.
+        structlog.contextvars.bind_contextvars(job_id=job_id, operation=op.value, priority=options.priority)
     return created
 
 

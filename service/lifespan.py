@@ -13,8 +13,10 @@ from fastapi import FastAPI
 from contracts.redis_client import connection_pool
 from contracts.serialization import deserialize, serialize
 from service.live.hub import JobEventHub
+from service.submitter import JobSubmitter
 from settings import Settings, load_settings_or_exit
 from settings.logging import configure_logging
+from settings.process import freeze_startup_objects
 
 log = structlog.get_logger("service")
 
@@ -23,6 +25,7 @@ class GatewayState(TypedDict):
     settings: Settings
     redis: ArqRedis
     events: JobEventHub
+    submitter: JobSubmitter
 
 
 def connect_redis(settings: Settings) -> ArqRedis:
@@ -48,10 +51,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[GatewayState]:
     redis = connect_redis(settings)
     events = JobEventHub(redis, settings)
     await events.start()
+    submitter = JobSubmitter(redis, settings)
+    freeze_startup_objects()
     log.info("gateway.started", redis=redis_safe_url(settings.redis_url), auth=bool(settings.api_keys))
     try:
-        yield {"settings": settings, "redis": redis, "events": events}
+        yield {"settings": settings, "redis": redis, "events": events, "submitter": submitter}
     finally:
+        await submitter.close()
         await events.stop()
         await redis.aclose()
         log.info("gateway.stopped")

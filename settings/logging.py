@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO, TextIO
 
+import orjson
 import structlog
 
 # Values of these keys are never written, whatever logs them.
@@ -30,10 +32,41 @@ def _redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     return event_dict
 
 
+class _NamedBytesLogger(structlog.BytesLogger):
+    """structlog's fast bytes logger, carrying the name ``add_logger_name`` reads (as stdlib's do)."""
+
+    def __init__(self, file: BinaryIO, name: str) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+class _NamedWriteLogger(structlog.WriteLogger):
+    def __init__(self, file: TextIO, name: str) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+def _logger_factory(as_json: bool) -> Callable[..., Any]:
+    stream = sys.stderr
+    binary = getattr(stream, "buffer", None) if as_json else None
+
+    def factory(*args: Any) -> Any:
+        name = str(args[0]) if args else ""
+        return _NamedBytesLogger(binary, name) if binary is not None else _NamedWriteLogger(stream, name)
+
+    return factory
+
+
+def _orjson_dumps(event_dict: dict[str, Any], **_: Any) -> bytes:
+    return orjson.dumps(event_dict, default=repr)
+
+
 def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
     """Set up structlog and route stdlib logging through the same renderer.
 
-    JSON when stderr is not a TTY (containers, CI), readable console lines otherwise.
+    JSON when stderr is not a TTY (containers, CI), readable console lines otherwise. Our own events
+    take structlog's fast path (level filtered before any work, rendered straight to bytes); stdlib
+    records (arq, uvicorn, aiohttp) go through a ``ProcessorFormatter`` with the same processors.
     """
     as_json = (not sys.stderr.isatty()) if json is None else json
     shared: list[Any] = [
@@ -44,10 +77,18 @@ def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
         _redact,
     ]
     renderer: Any = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+    fast_renderer: Any = structlog.processors.JSONRenderer(serializer=_orjson_dumps) if as_json else renderer
+    factory = _logger_factory(as_json)
+    if as_json and not isinstance(factory("probe"), _NamedBytesLogger):
+        fast_renderer = renderer  # a text-only stderr (some test runners): render to str instead
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[
+            *shared,
+            structlog.processors.format_exc_info if as_json else structlog.processors.StackInfoRenderer(),
+            fast_renderer,
+        ],
+        logger_factory=factory,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(

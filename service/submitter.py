@@ -1,0 +1,91 @@
+"""Submits that arrive together share one Redis round trip.
+
+Each submit is one script call (``contracts.enqueue``); what costs the gateway most is not the
+script but redis-py's work around each call (taking a connection from the pool, checking it, the
+round trip itself). Calls made while the event loop is busy with other requests are queued here and
+sent as one pipeline as soon as the loop gets to them, so under load many submits share that cost,
+and a lone submit goes out at once, as a plain call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from arq import ArqRedis
+from redis.exceptions import NoScriptError
+
+from contracts.enqueue import CreateCall, NewJob, create_call, load_create_script, run_create
+from settings import Settings
+
+
+class JobSubmitter:
+    """Records and enqueues jobs for the gateway; made and closed by the lifespan."""
+
+    def __init__(self, redis: ArqRedis, settings: Settings) -> None:
+        self._redis = redis
+        self._settings = settings
+        self._pending: list[tuple[CreateCall, asyncio.Future[Any]]] = []
+        self._flushes: set[asyncio.Task[None]] = set()
+        self._direct = 0  # calls sent on their own, in flight
+
+    def _busy(self) -> bool:
+        return bool(self._pending or self._flushes or self._direct)
+
+    async def create(self, job: NewJob) -> bool:
+        """As ``contracts.enqueue.create_job``: True when made, False for a replay of the same request."""
+        call = create_call(self._redis, self._settings, job)
+        if not self._busy():
+            # Alone: sent from here, sparing a task and a future. Calls arriving meanwhile are batched.
+            self._direct += 1
+            try:
+                return call.created(await run_create(self._redis, call))
+            finally:
+                self._direct -= 1
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((call, future))
+        if len(self._pending) == 1:
+            # Runs once the loop has handled what is ready now, taking every call queued by then.
+            task = asyncio.create_task(self._flush())
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+        return call.created(await future)
+
+    async def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            if len(batch) == 1:
+                results: list[Any] = [await run_create(self._redis, batch[0][0])]
+            else:
+                results = await self._pipelined([call for call, _ in batch])
+        except BaseException as exc:  # every waiting request gets the failure, whatever it is
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue  # its request went away meanwhile
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _pipelined(self, calls: list[CreateCall]) -> list[Any]:
+        for attempt in (1, 2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    await run_create(pipe, call)
+                results: list[Any] = await pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in results):
+                await load_create_script(self._redis)  # Redis restarted and forgot it: load, send again
+                continue
+            break
+        return results
+
+    async def close(self) -> None:
+        """Let the submits in flight finish."""
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)

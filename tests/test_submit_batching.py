@@ -1,0 +1,53 @@
+"""Concurrent submits share Redis round trips (service/submitter.py) without changing any answer."""
+
+from __future__ import annotations
+
+import asyncio
+
+from service.submitter import JobSubmitter
+from tests.conftest import CONVERT
+
+QUEUE = b"arq:queue"
+
+
+async def test_many_concurrent_submits_each_get_their_own_job(client, sync_redis, monkeypatch):
+    batches: list[int] = []
+    pipelined = JobSubmitter._pipelined
+
+    async def counted(self, calls):
+        batches.append(len(calls))
+        return await pipelined(self, calls)
+
+    monkeypatch.setattr(JobSubmitter, "_pipelined", counted)
+    answers = await asyncio.gather(*(client.post("/ifcconvert", json=CONVERT) for _ in range(200)))
+    assert batches and max(batches) > 1  # they did share round trips
+    assert {r.status_code for r in answers} == {202}
+    ids = {r.json()["job_id"] for r in answers}
+    assert len(ids) == 200
+    assert {m.decode() for m in sync_redis.zrange(QUEUE, 0, -1)} == ids
+    assert all(sync_redis.hget(f"ifcflow:job:{i}", "operation") == b"ifcconvert" for i in ids)
+
+
+async def test_concurrent_replays_and_conflicts_in_one_batch_get_the_right_answers(client, sync_redis):
+    key = {"Idempotency-Key": "batch-7"}
+    same = [client.post("/ifcconvert", json=CONVERT, headers=key) for _ in range(20)]
+    other = [client.post("/ifcconvert", json={**CONVERT, "output_filename": "x.glb"}, headers=key) for _ in range(5)]
+    answers = await asyncio.gather(*same, *other)
+    statuses = sorted(r.status_code for r in answers)
+    # One request made the job. Requests with its body are replays (200) or, if the other body won, conflicts.
+    assert statuses.count(202) == 1
+    assert set(statuses) <= {200, 202, 409}
+    assert statuses.count(409) in (5, 20)
+    assert sync_redis.zcard(QUEUE) == 1
+    [made] = [r.json()["job_id"] for r in answers if r.status_code == 202]
+    assert {r.json()["job_id"] for r in answers if r.status_code == 200} <= {made}
+
+
+async def test_submits_go_on_after_redis_forgets_its_scripts(client, sync_redis):
+    assert (await client.post("/ifcconvert", json=CONVERT)).status_code == 202
+    sync_redis.script_flush()  # as after a Redis restart
+    answers = await asyncio.gather(*(client.post("/ifcconvert", json=CONVERT) for _ in range(30)))
+    assert {r.status_code for r in answers} == {202}
+    sync_redis.script_flush()
+    assert (await client.post("/ifcconvert", json=CONVERT)).status_code == 202
+    assert sync_redis.zcard(QUEUE) == 32
