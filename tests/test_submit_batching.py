@@ -51,3 +51,11 @@ async def test_submits_go_on_after_redis_forgets_its_scripts(client, sync_redis)
     sync_redis.script_flush()
     assert (await client.post("/ifcconvert", json=CONVERT)).status_code == 202
     assert sync_redis.zcard(QUEUE) == 32
+
+
+async def test_a_lone_submit_after_redis_dropped_the_idle_connection_still_succeeds(client, sync_redis):
+    assert (await client.post("/ifcconvert", json=CONVERT)).status_code == 202
+    sync_redis.client_kill_filter(_type="normal", skipme=True)  # as a Redis client timeout would
+    await asyncio.sleep(0.1)
+    assert (await client.post("/ifcconvert", json=CONVERT)).status_code == 202
+    assert sync_redis.zcard(QUEUE) == 2
