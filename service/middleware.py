@@ -31,6 +31,10 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        if scope["type"] == "websocket":
+            # Nothing to add to a socket's messages: its sends (the live fan-out's fallback path) go straight on.
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
         status = 500
 
@@ -44,17 +48,16 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if scope["type"] == "http":
-                elapsed = time.perf_counter() - started
-                route = getattr(scope.get("route"), "path", None)
-                REQUEST_LATENCY.labels(scope["method"], route_label(route), str(status)).observe(elapsed)
-                log.info(
-                    "http.request",
-                    method=scope["method"],
-                    path=scope["path"],
-                    status_code=status,
-                    duration_ms=round(elapsed * 1000, 1),
-                )
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None)
+            REQUEST_LATENCY.labels(scope["method"], route_label(route), str(status)).observe(elapsed)
+            log.info(
+                "http.request",
+                method=scope["method"],
+                path=scope["path"],
+                status_code=status,
+                duration_ms=round(elapsed * 1000, 1),
+            )
 
 
 class BodyLimitMiddleware:

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from contracts import keys
 from contracts.wire import JOB_ID_HEADER
 from jobs.claims import BatchClaimWorker, claim, install
-from tests.conftest import CONVERT, start_worker, submit
+from tests.conftest import CONVERT, Behaviour, start_worker, submit
 
 QUEUE = "claims-test"
 
@@ -50,12 +50,13 @@ def test_the_worker_settings_make_arq_build_the_batch_claiming_worker(monkeypatc
 
 
 async def test_two_workers_sharing_a_queue_run_every_job_exactly_once(api, env, tmp_path, sync_redis, stub):
-    # 20 slots each: neither can take every job, so the two contend for the same ids on every poll.
+    # 20 slots each and 0.2 s per job: neither can take every job, so both contend for the same ids.
     env = {**env, "IFCFLOW_MAX_JOBS": "20"}
+    stub.default = Behaviour(delay=0.2)
     workers = [start_worker(env, tmp_path / f"w{i}.log", sync_redis) for i in range(2)]
     try:
         ids = await asyncio.gather(*(submit(api, "/ifcconvert", CONVERT) for _ in range(300)))
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             done = sum(1 for j in ids if sync_redis.exists(keys.ARQ_RESULT + j))
             if done == len(ids):

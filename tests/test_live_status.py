@@ -35,6 +35,21 @@ def ws_url(http_url: str, path: str) -> str:
     return "ws" + http_url.removeprefix("http") + path
 
 
+# How ifcflow starts the gateway (cli/plan.py, compose, Kubernetes, the image): with the WebSocket protocol
+# that lets the hub write each change's frame straight to the sockets.
+FRAMES = ["--ws-per-message-deflate", "false", "--ws", "service.live.wsprotocol:FanOutWebSocketProtocol"]
+
+
+@pytest.fixture
+def gateway(env, tmp_path):
+    """This module's gateway: the production command (conftest's is plain uvicorn: sends go through ASGI)."""
+    proc = _start_gateway(env, tmp_path, *FRAMES)
+    try:
+        yield proc.url
+    finally:
+        proc.stop()
+
+
 async def collect(socket, timeout=20.0):
     """Every message until the server closes the socket."""
     messages = []
@@ -70,6 +85,49 @@ async def test_a_real_job_streams_queued_in_progress_progress_complete_in_order(
     assert events.index("in_progress") < events.index("progress") < events.index("complete")
     assert messages[-1]["result"] == {"output_files": ["output/ifcconvert/model.glb"]}
     assert messages[-1] == {**(await api.get(f"/jobs/{job_id}")).json(), "event": "complete"}
+
+
+async def test_without_the_frame_protocol_every_message_goes_through_asgi_and_the_sequence_is_the_same(
+    env, tmp_path, sync_redis, stub
+):
+    stub.will("/ifcconvert", Behaviour(delay=0.3, stream=PROGRESS_STREAM))
+    gateway = _start_gateway(env, tmp_path)  # plain uvicorn, as conftest starts it
+    worker = start_worker(env, tmp_path / "worker.log", sync_redis)
+    try:
+        async with httpx.AsyncClient(base_url=gateway.url, headers={"X-API-Key": API_KEY}, timeout=10) as api:
+            job_id = await submit(api)
+            async with websockets.connect(ws_url(gateway.url, f"/jobs/{job_id}/ws?api_key={API_KEY}")) as socket:
+                messages = await collect(socket)
+                assert socket.close_code == 1000
+    finally:
+        worker.stop()
+        gateway.stop()
+    events = [m["event"] for m in messages]
+    assert events[0] == "snapshot" and events[-1] == "complete"
+    assert [m["progress"]["percent"] for m in messages if m["event"] == "progress"] == [30, 70]
+
+
+async def test_redis_sends_this_gateway_notifications_only_for_what_is_followed(api, gateway, sync_redis):
+    """Nobody watching: no subscription at all (a submit costs the gateway no notification); a job's
+    follower: that job's five keyspace channels; the all-jobs stream: the patterns, while it is open."""
+
+    def subscriptions():
+        channels = [c.decode() for c in sync_redis.pubsub_channels("__keyspace@0__:*")]
+        return sorted(channels), sync_redis.pubsub_numpat()
+
+    job_id = await submit(api)
+    assert subscriptions() == ([], 0)
+    async with websockets.connect(ws_url(gateway, f"/jobs/{job_id}/ws?api_key={API_KEY}")) as socket:
+        await socket.recv()
+        channels, patterns = subscriptions()
+        assert patterns == 0 and len(channels) == 5 and all(c.endswith(job_id) for c in channels)
+        async with websockets.connect(ws_url(gateway, f"/ws/jobs?api_key={API_KEY}")):
+            await asyncio.sleep(0.3)
+            assert subscriptions()[1] == 5
+    deadline = time.monotonic() + 5
+    while subscriptions() != ([], 0) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert subscriptions() == ([], 0)
 
 
 async def test_failed_and_retrying_events_carry_their_reason(api, gateway, worker, stub):
@@ -190,7 +248,7 @@ async def test_without_config_rights_the_gateway_polls_and_clients_still_see_eve
 ):
     start, _ = own_redis
     client = start("--rename-command", "CONFIG", "")
-    gateway = _start_gateway(env, tmp_path)
+    gateway = _start_gateway(env, tmp_path, *FRAMES)
     worker = start_worker(env, tmp_path / "worker.log", client)
     try:
         async with httpx.AsyncClient(base_url=gateway.url, headers={"X-API-Key": API_KEY}, timeout=10) as api:
@@ -211,7 +269,7 @@ async def test_without_config_rights_the_gateway_polls_and_clients_still_see_eve
 async def test_a_redis_restart_mid_stream_is_survived_and_later_changes_still_arrive(own_redis, env, tmp_path):
     start, servers = own_redis
     start()
-    gateway = _start_gateway(env, tmp_path)
+    gateway = _start_gateway(env, tmp_path, *FRAMES)
     try:
         async with httpx.AsyncClient(base_url=gateway.url, headers={"X-API-Key": API_KEY}, timeout=10) as api:
             job_id = await submit(api, body={**CONVERT, "defer_by": 3600})
@@ -234,10 +292,10 @@ async def test_a_redis_restart_mid_stream_is_survived_and_later_changes_still_ar
         gateway.stop()
 
 
-def _start_gateway(env, tmp_path):
+def _start_gateway(env, tmp_path, *options):
     port = free_port()
     proc = Process(
-        ["python", "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", str(port)],
+        ["python", "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", str(port), *options],
         env,
         tmp_path / f"gateway-{port}.log",
     )

@@ -71,7 +71,7 @@ async def run(h: Harness) -> Section:
     section.targets.append(f"RSS under 300 MB, every client receives every event: {h.judge(ok)}")
     section.notes.append(
         f"all sockets follow one job; {s.many_events} changes per round, each waited for at every socket; "
-        f"open-file limit {fd_limit} (raised by the bench, inherited by the gateway); clients run in the bench "
-        "process, so their own receive time is part of the latency"
+        f"open-file limit {fd_limit} (raised by the bench, inherited by the gateway); clients (bench/lightws.py) "
+        "run in the bench process, so their own receive time is part of the latency"
     )
     return section

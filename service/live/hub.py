@@ -1,8 +1,9 @@
 """One pubsub connection per gateway process, fanned out in-process to every live client.
 
-On each keyspace notification for a job somebody follows, the job is marked dirty; a single reader
-reads each dirty job once and sends its new view to every subscriber. Without notifications (CONFIG
-refused) the same reader is fed by polling instead, so clients still see every state.
+On each keyspace notification for a job somebody follows (``service.live.feed``), the job is marked
+dirty; a single reader reads each dirty job once, encodes its new view once, and hands it to every
+subscriber, which sends it at once (``service.live.subscriber``). Without notifications (CONFIG refused)
+the same reader is fed by polling instead, so clients still see every state.
 """
 
 from __future__ import annotations
@@ -13,47 +14,22 @@ from collections import OrderedDict, defaultdict
 
 import structlog
 from arq import ArqRedis
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from contracts import keys
 from contracts.job_view import TERMINAL, JobView, read_job
-from contracts.redis_client import connection_pool
-from service.live.events import Event, event_kind, message
+from service.live.events import event_kind, message
+from service.live.feed import EVERY_JOB, KeyspaceFeed
 from service.live.notifications import enable_keyspace_notifications
+from service.live.subscriber import Subscriber
 from settings import Settings
+
+__all__ = ["JobEventHub", "Subscriber"]
 
 log = structlog.get_logger("service.live")
 
-# Keys whose changes move a job's state; the job id is what follows the prefix.
-_WATCHED_PREFIXES = (keys.ARQ_JOB, keys.ARQ_IN_PROGRESS, keys.ARQ_RESULT, keys.ARQ_RETRY, keys.JOB_META)
 _MAX_REMEMBERED = 10_000  # last views kept for the all-jobs stream, to tell what changed
 _READ_BATCH = 200
-
-
-class Subscriber:
-    """One client's feed: bounded; when full the oldest message goes, so it resumes at the latest state."""
-
-    def __init__(
-        self, job_id: str | None, operations: set[str] | None = None, statuses: set[str] | None = None
-    ) -> None:
-        self.job_id = job_id
-        self.operations = operations
-        self.statuses = statuses
-        # None is the end of the feed (the client left), put there by whoever noticed.
-        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=64)
-        self.dropped = 0
-
-    def wants(self, view: JobView) -> bool:
-        if self.operations and view.operation not in self.operations:
-            return False
-        return not self.statuses or view.status.value in self.statuses
-
-    def offer(self, item: Event | None) -> None:
-        if self.queue.full():
-            self.queue.get_nowait()
-            self.dropped += 1
-        self.queue.put_nowait(item)
 
 
 class JobEventHub:
@@ -69,6 +45,7 @@ class JobEventHub:
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._feed: KeyspaceFeed | None = None  # None: polling
         self.mode = "starting"
 
     async def start(self) -> None:
@@ -76,7 +53,9 @@ class JobEventHub:
         with contextlib.suppress(RedisError, OSError):
             notifications = await enable_keyspace_notifications(self._redis)
         self.mode = "keyspace" if notifications else "polling"
-        feeder = self._listen() if notifications else self._poll()
+        if notifications:
+            self._feed = KeyspaceFeed(self._settings, self._changed)
+        feeder = self._feed.run() if self._feed is not None else self._poll()
         self._tasks = [asyncio.create_task(feeder), asyncio.create_task(self._read_loop())]
         log.info("live.started", mode=self.mode)
 
@@ -90,22 +69,38 @@ class JobEventHub:
     def subscribe(
         self, job_id: str | None = None, operations: set[str] | None = None, statuses: set[str] | None = None
     ) -> Subscriber:
+        """Follow one job (or every job); ``await watching(sub)`` before reading the snapshot."""
         sub = Subscriber(job_id, operations, statuses)
         if job_id is None:
+            if not self._all and self._feed is not None:
+                self._feed.follow(EVERY_JOB)
             self._all.add(sub)
         else:
+            if job_id not in self._by_job and self._feed is not None:
+                self._feed.follow(job_id)
             self._by_job[job_id].add(sub)
         return sub
 
+    async def watching(self, sub: Subscriber) -> None:
+        """Until Redis notifies this gateway of changes to what ``sub`` follows: a snapshot read after this
+        misses no change (without notifications, polling re-reads followed jobs anyway)."""
+        if self._feed is not None:
+            await self._feed.ready(EVERY_JOB if sub.job_id is None else sub.job_id)
+
     def unsubscribe(self, sub: Subscriber) -> None:
+        sub.detach()
         if sub.job_id is None:
             self._all.discard(sub)
+            if not self._all and self._feed is not None:
+                self._feed.unfollow(EVERY_JOB)
             return
         subs = self._by_job.get(sub.job_id)
         if subs is not None:
             subs.discard(sub)
             if not subs:
                 del self._by_job[sub.job_id]
+                if self._feed is not None:
+                    self._feed.unfollow(sub.job_id)
 
     def remember(self, view: JobView) -> None:
         """Record the view a new subscriber was sent as its snapshot, so only later changes follow."""
@@ -113,6 +108,13 @@ class JobEventHub:
         self._last.move_to_end(view.job_id)
         while len(self._last) > _MAX_REMEMBERED:
             self._last.popitem(last=False)
+
+    def _changed(self, job_id: str) -> None:
+        if job_id == EVERY_JOB:  # the all-jobs patterns were (re)subscribed: what changed meanwhile is unknown
+            for followed in list(self._by_job) + list(self._last):
+                self.mark_dirty(followed)
+        else:
+            self.mark_dirty(job_id)
 
     def mark_dirty(self, job_id: str) -> None:
         if self._all or job_id in self._by_job:
@@ -140,53 +142,15 @@ class JobEventHub:
         if kind is None:
             return
         self.remember(view)
-        item = message(kind, view)
-        for sub in self._by_job.get(view.job_id, ()):
+        item = message(kind, view)  # encoded once, however many subscribers
+        # Copies: a send that fails ends its client's endpoint, which unsubscribes (later, but to be safe).
+        for sub in tuple(self._by_job.get(view.job_id, ())):
             sub.offer(item)
-        for sub in self._all:
+        for sub in tuple(self._all):
             if sub.wants(view):
                 sub.offer(item)
         if view.status in TERMINAL and view.job_id not in self._by_job and not self._all:
             self._last.pop(view.job_id, None)
-
-    async def _listen(self) -> None:
-        """Follow keyspace notifications; after a lost connection resubscribe and re-read what is followed."""
-        delay = 0.1
-        outage = False
-        while True:
-            client = Redis(
-                connection_pool=connection_pool(self._settings, health_check_interval=10, socket_connect_timeout=2)
-            )
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            try:
-                # A restarted Redis forgets CONFIG SET: turn the notifications on again every time.
-                await enable_keyspace_notifications(client)
-                db = client.connection_pool.connection_kwargs.get("db", 0)
-                channel_prefix = f"__keyspace@{db}__:"
-                await pubsub.psubscribe(*(f"{channel_prefix}{p}*" for p in _WATCHED_PREFIXES))
-                if outage:
-                    log.info("live.pubsub_restored")
-                    outage = False
-                delay = 0.1
-                for job_id in list(self._by_job) + list(self._last):  # states changed while we were away
-                    self.mark_dirty(job_id)
-                async for msg in pubsub.listen():
-                    if msg.get("type") != "pmessage":
-                        continue
-                    key = msg["channel"].decode()[len(channel_prefix):]
-                    changed = _job_id_of(key)
-                    if changed:
-                        self.mark_dirty(changed)
-            except (RedisError, OSError) as exc:
-                if not outage:
-                    log.warning("live.pubsub_lost", error=type(exc).__name__)
-                    outage = True
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-                    await client.aclose()
 
     async def _poll(self) -> None:
         """Without notifications: re-read followed jobs, and the newest ones for the all-jobs stream."""
@@ -199,11 +163,3 @@ class JobEventHub:
                         self.mark_dirty(raw.decode())
             await asyncio.sleep(self._poll_interval)
 
-
-def _job_id_of(key: str) -> str | None:
-    for prefix in _WATCHED_PREFIXES:
-        if key.startswith(prefix):
-            job_id = key[len(prefix):]
-            # arq's cron runs (the service health checks) are the workers' own business, not jobs.
-            return None if job_id.startswith("cron:") else job_id
-    return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, cast
 
@@ -14,7 +13,7 @@ from contracts.job_view import TERMINAL, JobStatus, read_job
 from service.deps import ApiKeyDep, RedisDep
 from service.live.auth import CLOSE_NOT_FOUND, authenticate
 from service.live.events import Event, message
-from service.live.hub import JobEventHub, Subscriber
+from service.live.hub import JobEventHub
 from service.routers.jobs import JobId
 from settings import Settings
 
@@ -39,17 +38,20 @@ async def job_socket(ws: WebSocket, job_id: JobId) -> None:
     hub = _hub(ws)
     sub = hub.subscribe(job_id)  # before the snapshot, so no change between the two is missed
     try:
+        await hub.watching(sub)
         view = await read_job(ws.state.redis, job_id)
         if view is None:
             await ws.close(CLOSE_NOT_FOUND, f"job {job_id} not found")
             return
         hub.remember(view)
         await ws.send_text(message("snapshot", view).text)
-        finished = view.status in TERMINAL
+        if view.status in TERMINAL:
+            await ws.close()
+            return
         del view  # a socket may stay open for hours: keep nothing of the snapshot
-        if not finished:
-            await _pump(ws, sub, close_on_terminal=True)
-        await ws.close()
+        # From here the hub sends each change itself, and closes the socket after the terminal one.
+        sub.attach(ws, close_on_terminal=True)
+        await _until_closed(ws)
     except WebSocketDisconnect:
         pass
     finally:
@@ -73,37 +75,22 @@ async def all_jobs_socket(
     hub = _hub(ws)
     sub = hub.subscribe(None, _split(operation), statuses)
     try:
-        await _pump(ws, sub, close_on_terminal=False)
+        await hub.watching(sub)
+        sub.attach(ws, close_on_terminal=False)
+        await _until_closed(ws)
     except WebSocketDisconnect:
         pass
     finally:
         hub.unsubscribe(sub)
 
 
-async def _pump(ws: WebSocket, sub: Subscriber, *, close_on_terminal: bool) -> None:
-    """Send the subscriber's messages until a terminal one (if asked) or until the client leaves."""
-    reader = asyncio.create_task(_until_disconnect(ws, sub))
-    try:
-        while True:
-            event = await sub.queue.get()
-            if event is None:  # the client left
-                return
-            await ws.send_text(event.text)
-            if close_on_terminal and event.status in TERMINAL:
-                return
-    finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
-            await reader
+async def _until_closed(ws: WebSocket) -> None:
+    """Wait for the end of the socket: the client leaving, or the hub closing it after a terminal event.
 
-
-async def _until_disconnect(ws: WebSocket, sub: Subscriber) -> None:
-    # Clients say nothing after authenticating; reading is how a closed socket is noticed, and the
-    # feed is then ended so the sender stops.
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-        while True:
-            await ws.receive_text()
-    sub.offer(None)
+    This wait is the socket's only task: clients say nothing after authenticating, and reading is how a
+    closed socket is noticed (a close sent by this side ends the read as well)."""
+    while (await ws.receive())["type"] != "websocket.disconnect":
+        pass
 
 
 @router.get("/jobs/{job_id}/events", response_class=StreamingResponse)
@@ -111,7 +98,13 @@ async def job_events(job_id: JobId, request: Request, redis: RedisDep, _: ApiKey
     """The same events as the job's WebSocket, as Server-Sent Events."""
     hub = _hub(request)
     sub = hub.subscribe(job_id)
-    view = await read_job(redis, job_id)
+    queue = sub.queue  # pulled by the stream below
+    try:
+        await hub.watching(sub)
+        view = await read_job(redis, job_id)
+    except BaseException:
+        hub.unsubscribe(sub)
+        raise
     if view is None:
         hub.unsubscribe(sub)
         raise HTTPException(404, f"job {job_id} not found")
@@ -124,7 +117,7 @@ async def job_events(job_id: JobId, request: Request, redis: RedisDep, _: ApiKey
                 return
             while True:
                 try:
-                    item = await asyncio.wait_for(sub.queue.get(), _KEEPALIVE_S)
+                    item = await asyncio.wait_for(queue.get(), _KEEPALIVE_S)
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
