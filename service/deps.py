@@ -8,6 +8,7 @@ from typing import Annotated, cast
 from arq import ArqRedis
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from settings import Settings
 
@@ -55,8 +56,9 @@ def presented_key(request: Request) -> str | None:
     key = headers.get("x-api-key")
     if key:
         return key
-    scheme, _, credentials = (headers.get("authorization") or "").partition(" ")
-    return credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
+    # Parsed as FastAPI's HTTPBearer parses it, so both ways of checking accept the same headers.
+    scheme, credentials = get_authorization_scheme_param(headers.get("authorization"))
+    return credentials if scheme.lower() == "bearer" and credentials else None
 
 
 async def require_api_key(

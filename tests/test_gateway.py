@@ -232,3 +232,26 @@ async def test_request_id_is_echoed_or_generated(client):
     assert r.headers["x-request-id"] == "abc-123"
     r = await client.get("/health")
     assert len(r.headers["x-request-id"]) == 32
+
+
+async def test_malformed_submits_get_422_naming_the_part_and_nothing_is_enqueued(client, sync_redis):
+    """The operation routes parse their own requests: broken ones still get FastAPI's 422, no traceback."""
+    headers = {"Content-Type": "application/json"}
+    for raw in (b"{not json", b"\xff\xfe\x00garbage", b"", b"[]", b'{"input_filename": 5}'):
+        r = await client.post("/ifcconvert", content=raw, headers=headers)
+        assert r.status_code == 422, (raw, r.text)
+        detail = r.json()["detail"]
+        assert detail and all(e["loc"][0] == "body" for e in detail), (raw, detail)
+        assert "Traceback" not in r.text
+    r = await client.post("/ifcconvert", json=convert_body(), headers={"Idempotency-Key": "k" * 256})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["header", "idempotency-key"]
+    assert sync_redis.zcard(QUEUE) == 0 and not sync_redis.keys("arq:job:*")
+
+
+async def test_submit_takes_the_key_as_a_bearer_token_too(client):
+    bearer = {"X-API-Key": "", "Authorization": "Bearer test-key-123"}
+    assert (await client.post("/ifcconvert", json=convert_body(), headers=bearer)).status_code == 202
+    wrong = {"X-API-Key": "", "Authorization": "Bearer nope"}
+    assert (await client.post("/ifcconvert", json=convert_body(), headers=wrong)).status_code == 403
+    assert (await client.post("/ifcconvert", json=convert_body(), headers={"X-API-Key": ""})).status_code == 401
