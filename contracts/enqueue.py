@@ -11,6 +11,7 @@ not start early), so it queues as a low job once due.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +46,13 @@ class NewJob:
     priority: Priority = "normal"
     due_ms: int | None = None  # absolute time to start at (deferred); None: now
     meta: dict[str, str] = field(default_factory=dict)  # more record fields: callback, workflow, ...
+    # Drawn at random just now (``new_job_id``): no earlier job can hold it, so nothing is checked.
+    fresh_id: bool = False
+
+
+def new_job_id() -> str:
+    """A random job id: 128 bits from the OS, as 32 hex digits."""
+    return os.urandom(16).hex()
 
 
 def fingerprint(op: Operation, request: dict[str, Any]) -> str:
@@ -56,23 +64,21 @@ def now_ms() -> int:
 
 
 # The whole submit in one round trip: our record, the counters and index, and arq's own job key and
-# queue entry exactly as arq's enqueue_job writes them. An id already taken returns the fingerprint
-# of the request that took it (same request: a replay; another: a conflict). The record's fields come
-# as one JSON object (ARGV[10]): one argument to encode instead of a pair per field.
-_CREATE = """
-local existing = redis.call('HGET', KEYS[1], 'fingerprint')
-if existing then return existing end
-if redis.call('EXISTS', KEYS[2], KEYS[3]) > 0 then return '' end
-local fields = {}
-for name, value in pairs(cjson.decode(ARGV[10])) do
-  fields[#fields + 1] = name
-  fields[#fields + 1] = value
+# queue entry exactly as arq's enqueue_job writes them. The record's fields come last, as name/value
+# pairs (ARGV[9] on). An id that may be taken (ARGV[1], its fingerprint, is set) is checked first: a
+# taken one returns the fingerprint of the request that took it (same request: a replay; another: a
+# conflict). A fresh random id cannot be taken, so its submit skips the check (ARGV[1] is empty).
+_CREATE = f"""
+if ARGV[1] ~= '' then
+  local existing = redis.call('HGET', KEYS[1], 'fingerprint')
+  if existing then return existing end
+  if redis.call('EXISTS', KEYS[2], KEYS[3]) > 0 then return '' end
 end
-redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('HSET', KEYS[1], unpack(ARGV, 9))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('HINCRBY', KEYS[6], ARGV[9], 1)
+redis.call('HINCRBY', KEYS[6], ARGV[8], 1)
 redis.call('ZADD', KEYS[5], ARGV[7], ARGV[6])
-redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -tonumber(ARGV[8]) - 1)
+redis.call('ZREMRANGEBYRANK', KEYS[5], 0, {-keys.RECENT_JOBS_MAX - 1})
 redis.call('PSETEX', KEYS[2], ARGV[4], ARGV[3])
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6])
 return false
@@ -93,7 +99,7 @@ class CreateCall:
     job_id: str
     keys: list[str]
     args: list[Any]
-    fingerprint: str
+    fingerprint: str  # empty for a fresh id: nothing to tell apart
 
     def created(self, taken: bytes | None) -> bool:
         """True when the call made the job; False for a replay; ``IdempotencyConflict`` otherwise."""
@@ -106,31 +112,34 @@ class CreateCall:
 
 def create_call(redis: ArqRedis, settings: Settings, job: NewJob) -> CreateCall:
     """The script call that records and enqueues ``job`` (see ``create_job``)."""
+    op = job.op.value
     queue = settings.queue_for(job.op)
-    print_ = fingerprint(job.op, job.request)
-    now = now_ms()
+    print_ = "" if job.fresh_id else fingerprint(job.op, job.request)
+    now_us = time.time_ns() // 1000
+    now = now_us // 1000
     score = _score(settings, job, now)
     # Outlives every try of the job; the worker shortens it to the result TTL when the job ends.
     ttl = max(0, score - now) // 1000 + settings.timeout_for(job.op) * settings.max_tries + settings.result_ttl
-    payload = serialize_job(
-        job.op.value, (), {"request": job.request, "request_id": job.request_id}, None, now, serializer=serialize
-    )
-    meta = {
-        "operation": job.op.value,
-        "queue": queue,
-        "request_id": job.request_id or "",
-        "args": orjson.dumps(job.request).decode(),
-        "fingerprint": print_,
-        "priority": job.priority,
-        "enqueued_at": str(now),
-        **job.meta,
-    }
+    kwargs = {"request": job.request, "request_id": job.request_id}
+    payload = serialize_job(op, (), kwargs, None, now, serializer=serialize)
+    record = [
+        "operation", op,
+        "queue", queue,
+        "request_id", job.request_id or "",
+        "args", orjson.dumps(job.request),
+        "priority", job.priority,
+        "enqueued_at", now,
+    ]
+    if print_:
+        record += ["fingerprint", print_]
+    for name, value in job.meta.items():
+        record += [name, value]
     return CreateCall(
         job_id=job.job_id,
         keys=[keys.job_meta(job.job_id), keys.ARQ_JOB + job.job_id, keys.ARQ_RESULT + job.job_id, queue,
               keys.RECENT_JOBS, keys.STATS_COUNTS],
-        args=[print_, ttl, payload, score - now + redis.expires_extra_ms, score, job.job_id, now,
-              keys.RECENT_JOBS_MAX, f"{job.op.value}:enqueued", orjson.dumps(meta)],
+        args=[print_, ttl, payload, score - now + redis.expires_extra_ms, score, job.job_id, now_us,
+              f"{op}:enqueued", *record],
         fingerprint=print_,
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -39,27 +40,68 @@ def _root(data_dir: Path) -> str:
     return str(data_dir.resolve())
 
 
-def _lookup(root: str, rel: str) -> tuple[str, os.stat_result | None]:
-    """Where ``rel`` (checked by ``check_relative_path``: no "..", no "//") leads under the resolved
-    ``root``, and its ``lstat`` (None when it does not exist).
+# Directories found real, by (root, data-dir-relative path): (resolved path, until when to believe it).
+# A submit names a file in one of a few directories; resolving each again on every submit cost more
+# than the rest of the check. Only directories that exist are kept, and only briefly: one made or
+# removed is seen at once, one swapped for a symlink within a second. The services confine every
+# path again when they open it (ifcservices/confine.py), so this is never the last word.
+_DIRS: dict[tuple[str, str], tuple[str, float]] = {}
+_DIRS_MAX = 256
+DIR_CACHE_SECONDS = 1.0
 
-    The same answer as ``os.path.realpath``, but only ``rel``'s own components are looked at (the root
-    is resolved already), and when none is a symlink that is all: a submit checks each of its paths.
-    """
+
+def _join(folder: str, name: str) -> str:
+    # os.path.join for a resolved folder and one plain name (no slash in it), without its generality.
+    return folder + name if folder.endswith("/") else f"{folder}/{name}"
+
+
+def _real_dir(root: str, rel: str) -> str | None:
+    """``os.path.realpath`` of the directory ``root/rel``, or None when it is no directory."""
+    now = time.monotonic()
+    known = _DIRS.get((root, rel))
+    if known is not None and known[1] > now:
+        return known[0]
     path = root
-    st: os.stat_result | None = None
     for part in rel.split("/"):
-        path = os.path.join(path, part)
+        path = _join(path, part)
         try:
             st = os.lstat(path)
-        except FileNotFoundError:
-            return os.path.join(root, rel), None  # nothing below a missing component is a symlink
+        except (FileNotFoundError, NotADirectoryError):
+            return None
         if stat.S_ISLNK(st.st_mode):
-            real = os.path.realpath(os.path.join(root, rel))
-            try:
-                return real, os.lstat(real)
-            except FileNotFoundError:
-                return real, None
+            path = os.path.realpath(os.path.join(root, rel))  # the rest is resolved at once
+            if not os.path.isdir(path):
+                return None
+            break
+        if not stat.S_ISDIR(st.st_mode):
+            return None
+    if len(_DIRS) >= _DIRS_MAX:
+        _DIRS.clear()  # many directories named: start over rather than keep an index of them all
+    _DIRS[(root, rel)] = (path, now + DIR_CACHE_SECONDS)
+    return path
+
+
+def _lookup(root: str, rel: str) -> tuple[str, os.stat_result | None]:
+    """Where ``rel`` (checked by ``check_relative_path``: no "..", no "//") leads under the resolved
+    ``root``, and its ``lstat`` (None when it does not exist): the answer of ``os.path.realpath``.
+
+    The directory part is resolved through ``_real_dir``; the file itself is looked at every time.
+    """
+    folder, _, name = rel.rpartition("/")
+    parent = _real_dir(root, folder) if folder else root
+    if parent is None:
+        return os.path.join(root, rel), None  # no such directory: nothing there
+    path = _join(parent, name)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return path, None
+    if stat.S_ISLNK(st.st_mode):
+        real = os.path.realpath(path)
+        try:
+            return real, os.lstat(real)
+        except FileNotFoundError:
+            return real, None
     return path, st
 
 

@@ -24,8 +24,9 @@ JOB_META = "ifcflow:job:"
 # Idempotency-Key -> job id happens by hashing, so no key is needed for it; the job's meta holds the
 # fingerprint of the first request so a different body under the same key is refused.
 
-# Newest jobs first, scored by submit time (ms), trimmed to RECENT_JOBS_MAX: the cheap, bounded list
-# behind "recent jobs" views and the polling fallback of live status (never a SCAN over all jobs).
+# Newest jobs first, scored by submit time in microseconds (submits within one millisecond keep their
+# order), trimmed to RECENT_JOBS_MAX: the cheap, bounded list behind "recent jobs" views and the
+# polling fallback of live status (never a SCAN over all jobs).
 RECENT_JOBS = "ifcflow:recent-jobs"
 RECENT_JOBS_MAX = 10_000
 

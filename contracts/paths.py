@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from enum import Enum
 from functools import cache
-from pathlib import PurePosixPath
 from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel
@@ -20,17 +19,28 @@ class PathRole(Enum):
 
 
 def check_relative_path(value: str) -> str:
-    """Refuse what can never be a file inside the data directory; existence is checked later."""
+    """Refuse what can never be a file inside the data directory; existence is checked later.
+
+    Returns the path as ``str(PurePosixPath(value))`` spells it ("a//b/./c/" is "a/b/c"), made with
+    string operations: this runs for every path of every submit.
+    """
     if not value or len(value) > 1024:
         raise ValueError("must be a non-empty path of at most 1024 characters")
     if "\x00" in value or "\\" in value:
         raise ValueError("must not contain NUL or backslash characters")
-    path = PurePosixPath(value)
-    if path.is_absolute():
+    if value.startswith("/"):
         raise ValueError("must be relative to the data directory, not absolute")
-    if ".." in path.parts:
+    parts = [part for part in value.split("/") if part and part != "."]
+    if ".." in parts:
         raise ValueError("must not contain '..'")
-    return str(path)
+    return "/".join(parts) or "."
+
+
+def suffix_of(path: str) -> str:
+    """``PurePosixPath(path).suffix``: the last name's extension with its dot, "" when it has none."""
+    name = path.rpartition("/")[2]
+    dot = name.rfind(".")
+    return name[dot:] if 0 < dot < len(name) - 1 else ""
 
 
 InputPath = Annotated[str, PathRole.input, AfterValidator(check_relative_path)]
@@ -49,20 +59,35 @@ def role_of(field: FieldInfo) -> PathRole | None:
 Loc = tuple[str | int, ...]
 
 
+def _may_hold_model(annotation: Any) -> bool:
+    """Whether a field of this type can hold a model (directly, in a list or union, ...)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_may_hold_model(arg) for arg in get_args(annotation))
+
+
 @cache
-def _roles(model_class: type[BaseModel]) -> tuple[tuple[str, PathRole | None], ...]:
-    # Per class, once: this runs on every submit.
-    return tuple((name, role_of(field)) for name, field in model_class.model_fields.items())
+def _plan(model_class: type[BaseModel]) -> tuple[tuple[tuple[str, PathRole], ...], tuple[str, ...]]:
+    # Per class, once: its path fields, and the fields that can hold models with path fields of their
+    # own. A submit then looks at those few fields instead of every field of the request.
+    paths, nested = [], []
+    for name, field in model_class.model_fields.items():
+        role = role_of(field)
+        if role is not None:
+            paths.append((name, role))
+        elif _may_hold_model(field.annotation):
+            nested.append(name)
+    return tuple(paths), tuple(nested)
 
 
 def path_fields(model: BaseModel, loc: Loc = ()) -> Iterator[tuple[Loc, PathRole, Any, str]]:
     """Yield ``(loc, role, owner, field_name)`` for every path field set in ``model``, nested ones too."""
-    for name, role in _roles(type(model)):
+    paths, nested = _plan(type(model))
+    for name, role in paths:
+        if getattr(model, name) is not None:
+            yield (*loc, name), role, model, name
+    for name in nested:
         value = getattr(model, name)
-        if role is not None:
-            if value is not None:
-                yield (*loc, name), role, model, name
-            continue
         if isinstance(value, BaseModel):
             yield from path_fields(value, (*loc, name))
         elif isinstance(value, list):

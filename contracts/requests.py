@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.operations import Operation
-from contracts.paths import InputPath, OutputPath
+from contracts.paths import InputPath, OutputPath, suffix_of
 
 # Formats the ifcopenshell.geom serializers of ifcopenshell 0.9 write, by output file extension. Not
 # here: .gltf (0.9 only writes binary glTF, .glb), .xml, .h5, .ifc and .usd (no such serializer plug-in).
@@ -43,7 +43,7 @@ class IfcConvertRequest(OperationRequest):
 
     @model_validator(mode="after")
     def _known_format(self) -> IfcConvertRequest:
-        suffix = PurePosixPath(self.output_filename).suffix.lower().lstrip(".")
+        suffix = suffix_of(self.output_filename).lower().lstrip(".")
         if suffix not in CONVERT_FORMATS:
             raise ValueError(
                 f"output_filename: unsupported format {suffix or '(none)'!r}; use one of {sorted(CONVERT_FORMATS)}"

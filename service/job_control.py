@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import structlog
 from arq import ArqRedis
 
 from contracts import keys, stats
-from contracts.enqueue import NewJob, Priority, enqueue, now_ms
+from contracts.enqueue import NewJob, Priority, enqueue, new_job_id, now_ms
 from contracts.job_view import JobStatus, read_job, read_meta
 from contracts.operations import Operation
 from contracts.webhooks import schedule_delivery
@@ -20,6 +20,7 @@ from service.submitter import JobSubmitter
 from settings import Settings
 
 log = structlog.get_logger("service.jobs")
+T = TypeVar("T")
 
 # Cancel a job only while no worker has claimed it: a worker claims by setting arq's in-progress
 # key under WATCH, so checking that key and removing the job from the queue in one script is atomic.
@@ -39,7 +40,7 @@ IDEMPOTENCY_KEY_MAX = 255
 def job_id_for(idempotency_key: str | None, api_key: str) -> str:
     """A new random id, or one derived from the key, scoped to the caller so callers never collide."""
     if not idempotency_key:
-        return uuid.uuid4().hex
+        return new_job_id()
     digest = hashlib.sha256(f"{api_key}\0{idempotency_key}".encode()).hexdigest()
     return f"idem-{digest[:32]}"
 
@@ -62,20 +63,25 @@ async def submit(
     *,
     job_id: str,
     request_id: str | None,
-) -> bool:
-    """Record and enqueue a job under ``job_id``; False when that id exists (a replay), enqueueing nothing."""
+    fresh_id: bool,
+    meanwhile: Callable[[], T],
+) -> tuple[bool, T]:
+    """Record and enqueue a job under ``job_id`` (False when that id exists: a replay, enqueueing
+    nothing), with what ``meanwhile`` makes while Redis works. ``fresh_id``: drawn by ``new_job_id``."""
     meta = {"callback_url": options.callback_url} if options.callback_url else {}
     if options.cache:
         meta["cache"] = "1"
-    created = await submitter.create(
-        NewJob(
-            op, request, job_id, request_id=request_id, priority=options.priority, due_ms=due_ms(options), meta=meta
-        ),
-    )
-    if created:
+
+    def bound() -> T:
         # Said once, on the request's own log line (http.request) rather than a line of its own.
         structlog.contextvars.bind_contextvars(job_id=job_id, operation=op.value, priority=options.priority)
-    return created
+        return meanwhile()
+
+    job = NewJob(
+        op, request, job_id, request_id=request_id, priority=options.priority, due_ms=due_ms(options), meta=meta,
+        fresh_id=fresh_id,
+    )
+    return await submitter.create(job, bound)
 
 
 async def cancel(redis: ArqRedis, settings: Settings, job_id: str, status: JobStatus, queue: str) -> str:

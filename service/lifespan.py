@@ -10,6 +10,7 @@ import structlog
 from arq import ArqRedis
 from fastapi import FastAPI
 
+from contracts.operations import SERVICES
 from contracts.redis_client import connection_pool
 from contracts.serialization import deserialize, serialize
 from service.live.hub import JobEventHub
@@ -47,7 +48,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[GatewayState]:
     configure_logging(settings.log_level, settings.log_json)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     (settings.data_dir / "uploads").mkdir(exist_ok=True)
-    (settings.data_dir / "output").mkdir(exist_ok=True)
+    for service in SERVICES:  # the layout the path checks expect, there before the first job
+        (settings.data_dir / "output" / service).mkdir(parents=True, exist_ok=True)
     redis = connect_redis(settings)
     events = JobEventHub(redis, settings)
     await events.start()

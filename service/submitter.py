@@ -11,14 +11,19 @@ pool's checkout and checks (with them a lone submit cost the gateway half again 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from arq import ArqRedis
 from redis.asyncio.connection import Connection
-from redis.exceptions import NoScriptError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts.enqueue import CREATE_SHA, CreateCall, NewJob, create_call, load_create_script, run_create
 from settings import Settings
+
+T = TypeVar("T")
 
 
 class JobSubmitter:
@@ -31,18 +36,21 @@ class JobSubmitter:
         self._flushes: set[asyncio.Task[None]] = set()
         self._direct = 0  # calls sent on their own, in flight
         self._own: Connection | None = None  # the connection lone calls use, out of the pool for good
+        self._late = False  # the lone call in flight had no reply in time
 
     def _busy(self) -> bool:
         return bool(self._pending or self._flushes or self._direct)
 
-    async def create(self, job: NewJob) -> bool:
-        """As ``contracts.enqueue.create_job``: True when made, False for a replay of the same request."""
+    async def create(self, job: NewJob, meanwhile: Callable[[], T]) -> tuple[bool, T]:
+        """As ``contracts.enqueue.create_job`` (True when made, False for a replay of the same request),
+        with what ``meanwhile`` returns: it runs once the call is on its way, so whatever the caller
+        needs next (its answer) is made while Redis works rather than after."""
         call = create_call(self._redis, self._settings, job)
         if not self._busy():
             # Alone: sent from here, sparing a task and a future. Calls arriving meanwhile are batched.
             self._direct += 1
             try:
-                return call.created(await self._alone(call))
+                return await self._alone(call, meanwhile)
             finally:
                 self._direct -= 1
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -52,30 +60,50 @@ class JobSubmitter:
             task = asyncio.create_task(self._flush())
             self._flushes.add(task)
             task.add_done_callback(self._flushes.discard)
-        return call.created(await future)
+        made = meanwhile()
+        return call.created(await future), made
 
-    async def _alone(self, call: CreateCall) -> Any:
+    async def _alone(self, call: CreateCall, meanwhile: Callable[[], T]) -> tuple[bool, T]:
         if self._own is not None and _closed_by_server(self._own):
             await self._drop_own()  # Redis dropped it while idle (restart, client timeout, CLIENT KILL)
         conn = self._own
         if conn is None:
             conn = self._own = await self._redis.connection_pool.get_connection()
-        writer = getattr(conn, "_writer", None)
-        if writer is None or writer.transport.is_closing():
+        reader, writer = getattr(conn, "_reader", None), getattr(conn, "_writer", None)
+        if reader is None or writer is None or writer.transport.is_closing():
             # Nothing of this call was sent: the pool (which reconnects) can take it.
             await self._drop_own()
-            return await run_create(self._redis, call)
-        # Written as is: redis-py's send path (a timeout context, its generic packing, a drain) cost as
-        # much as the round trip itself. A command of a few hundred bytes never fills the buffer.
+            made = meanwhile()
+            return call.created(await run_create(self._redis, call)), made
+        # Written and read as is: redis-py's send path (a timeout context, its generic packing, a drain)
+        # cost as much as the round trip itself, and its reply path half as much again. A command of a
+        # few hundred bytes never fills the buffer.
         writer.write(_resp("EVALSHA", CREATE_SHA, len(call.keys), *call.keys, *call.args))
+        # The read timeout: a reply overdue ends the connection, which ends the read (a bare timer
+        # costs a third of what a timeout context does).
+        overdue = None
+        if conn.socket_timeout:
+            self._late = False
+            overdue = asyncio.get_running_loop().call_later(conn.socket_timeout, self._overdue, writer)
         try:
-            return await conn.read_response()
+            made = meanwhile()
+            taken = await _script_reply(reader)
         except NoScriptError:  # Redis restarted and forgot the script
-            return await run_create(self._redis, call)
-        except BaseException:
+            taken = await run_create(self._redis, call)
+        except BaseException as exc:
             # The reply may still come (cancelled) or the connection is broken: either way it is done.
             await self._drop_own()
+            if overdue is not None and self._late:
+                raise RedisTimeoutError(f"no reply from Redis within {conn.socket_timeout} s") from exc
             raise
+        finally:
+            if overdue is not None:
+                overdue.cancel()
+        return call.created(taken), made
+
+    def _overdue(self, writer: asyncio.StreamWriter) -> None:
+        self._late = True  # one lone call at a time (others are batched meanwhile): it is that one's
+        writer.transport.abort()
 
     async def _drop_own(self) -> None:
         conn, self._own = self._own, None
@@ -133,6 +161,25 @@ def _resp(*args: Any) -> bytes:
         data = arg if isinstance(arg, bytes) else str(arg).encode()
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
+
+
+async def _script_reply(reader: asyncio.StreamReader) -> bytes | None:
+    """The create script's reply as Redis writes it: nil (made), a bulk string (taken), or an error."""
+    line = await reader.readline()
+    kind = line[:1]
+    try:
+        if kind == b"$":
+            size = int(line[1:])
+            return None if size < 0 else (await reader.readexactly(size + 2))[:-2]
+        if kind == b"_":  # RESP3's nil
+            return None
+    except (ValueError, asyncio.IncompleteReadError):
+        pass
+    else:
+        if kind == b"-":
+            message = line[1:].rstrip().decode(errors="replace")
+            raise (NoScriptError if message.startswith("NOSCRIPT") else ResponseError)(message)
+    raise RedisConnectionError("Redis closed the connection" if not line else f"unexpected reply {line[:40]!r}")
 
 
 def _closed_by_server(conn: Connection) -> bool:

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
+import pytest
+from arq import ArqRedis
+from redis.asyncio import ConnectionPool
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from contracts.enqueue import NewJob, new_job_id
+from contracts.operations import Operation
+from contracts.serialization import deserialize, serialize
 from service.submitter import JobSubmitter
+from settings import get_settings
 from tests.conftest import CONVERT
 
 QUEUE = b"arq:queue"
@@ -59,3 +69,34 @@ async def test_a_lone_submit_after_redis_dropped_the_idle_connection_still_succe
     await asyncio.sleep(0.1)
     assert (await client.post("/ifcconvert", json=CONVERT)).status_code == 202
     assert sync_redis.zcard(QUEUE) == 2
+
+
+async def test_a_lone_submit_without_a_reply_in_time_fails_as_a_timeout_and_the_next_one_succeeds(
+    env, sync_redis, monkeypatch
+):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    pool = ConnectionPool.from_url(env["IFCFLOW_REDIS_URL"], socket_timeout=0.3)
+    redis = ArqRedis(pool, job_serializer=serialize, job_deserializer=deserialize)
+    submitter = JobSubmitter(redis, get_settings())
+
+    def job() -> NewJob:
+        return NewJob(Operation.ifcconvert, {"input_filename": "uploads/model.ifc"}, new_job_id(), fresh_id=True)
+
+    try:
+        assert await submitter.create(job(), lambda: "answer") == (True, "answer")
+        sync_redis.client_pause(1000)  # Redis answers nobody for a second
+        started = time.monotonic()
+        with pytest.raises(RedisTimeoutError):
+            await submitter.create(job(), lambda: "answer")
+        assert time.monotonic() - started < 0.9
+        await asyncio.sleep(0.9)
+        assert await submitter.create(job(), lambda: "answer") == (True, "answer")
+        # The late one may or may not have been made (as with any timeout): never made twice, never half.
+        assert sync_redis.zcard(QUEUE) in (2, 3)
+        assert len(sync_redis.keys("ifcflow:job:*")) == sync_redis.zcard(QUEUE)
+    finally:
+        await submitter.close()
+        await redis.aclose()
+        get_settings.cache_clear()

@@ -104,7 +104,7 @@ async def test_callback_hosts_off_the_allowlist_are_refused(api, stub, url):
 
 async def test_the_same_operation_on_the_same_bytes_is_served_from_the_cache(api, worker, stub, data_dir):
     out = data_dir / "output" / "ifcconvert"
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)  # the gateway makes it at start
     (out / "first.glb").write_bytes(b"glTF-bytes")
     stub.will("/ifcconvert", Behaviour(body={"output_files": ["output/ifcconvert/first.glb"], "size_bytes": 10}))
     (data_dir / "uploads" / "copy.ifc").write_bytes((data_dir / "uploads" / "model.ifc").read_bytes())

@@ -1,11 +1,13 @@
 """One route per operation: validate, check paths, enqueue, answer 202 with the job id."""
 
+from collections.abc import Callable, Coroutine
 from functools import lru_cache
 from typing import Any, cast
 
-from arq import ArqRedis
+import orjson
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError, create_model
 
 from contracts.enqueue import IdempotencyConflict
@@ -20,6 +22,17 @@ from service.schemas import JobAccepted, JobOptions
 from settings import Settings
 
 router = APIRouter(tags=["operations"])
+
+
+class DirectRoute(APIRoute):
+    """A documented route whose endpoint takes the ``Request`` and returns the ``Response`` itself.
+
+    ``get_route_handler`` is FastAPI's hook for custom routes; this one hands requests straight to the
+    endpoint, skipping the parameter solving and response validation it has no use for.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        return cast(Callable[[Request], Coroutine[Any, Any, Response]], self.endpoint)
 
 
 @lru_cache(maxsize=64)
@@ -117,9 +130,14 @@ def _make_route(spec: OperationSpec) -> Any:
             ) from None
         check_callback(options.callback_url, settings)
         job_id = job_id_for(idempotency_key, api_key)
-        redis: ArqRedis = request.state.redis
+        status = JobStatus.deferred if options.defer_by or options.defer_until else JobStatus.queued
+
+        def accepted() -> bytes:
+            status_url, ws_url = job_urls(request, settings, job_id)
+            return orjson.dumps({"job_id": job_id, "status": status, "status_url": status_url, "ws_url": ws_url})
+
         try:
-            created = await submit(
+            created, answer = await submit(
                 request.state.submitter,
                 settings,
                 op,
@@ -127,21 +145,21 @@ def _make_route(spec: OperationSpec) -> Any:
                 options,
                 job_id=job_id,
                 request_id=request.state.request_id,
+                fresh_id=not idempotency_key,
+                meanwhile=accepted,
             )
         except IdempotencyConflict:
             raise HTTPException(409, "Idempotency-Key was already used with a different request") from None
-        status_url, ws_url = job_urls(request, settings, job_id)
-        headers = None
         if created:
-            status = JobStatus.deferred if options.defer_by or options.defer_until else JobStatus.queued
-        else:
-            headers = {"Idempotent-Replayed": "true"}
-            view = await read_job(redis, job_id)
-            status = view.status if view else JobStatus.queued
-        accepted = JobAccepted(job_id=job_id, status=status, status_url=status_url, ws_url=ws_url)
+            return Response(answer, status_code=202, media_type="application/json")
+        view = await read_job(request.state.redis, job_id)
+        status_url, ws_url = job_urls(request, settings, job_id)
+        replayed = JobAccepted(
+            job_id=job_id, status=view.status if view else JobStatus.queued, status_url=status_url, ws_url=ws_url
+        )
         return Response(
-            accepted.__pydantic_serializer__.to_json(accepted), status_code=202 if created else 200,
-            headers=headers, media_type="application/json",
+            replayed.__pydantic_serializer__.to_json(replayed), status_code=200,
+            headers={"Idempotent-Replayed": "true"}, media_type="application/json",
         )
 
     submit_operation.__name__ = f"submit_{op.value}"
@@ -184,6 +202,7 @@ for _spec in OPERATIONS.values():
         response_model=JobAccepted,
         summary=_spec.summary,
         openapi_extra=_openapi_extra(_spec.operation),
+        route_class_override=DirectRoute,
         responses={
             200: {"description": "replay of an earlier request with the same Idempotency-Key"},
             422: {"description": "Validation Error",
