@@ -25,7 +25,7 @@ JOB_META = "ifcflow:job:"
 # fingerprint of the first request so a different body under the same key is refused.
 
 # Newest jobs first, scored by submit time in microseconds (submits within one millisecond keep their
-# order), trimmed to RECENT_JOBS_MAX: the cheap, bounded list behind "recent jobs" views and the
+# order), trimmed to about RECENT_JOBS_MAX: the cheap, bounded list behind "recent jobs" views and the
 # polling fallback of live status (never a SCAN over all jobs).
 RECENT_JOBS = "ifcflow:recent-jobs"
 RECENT_JOBS_MAX = 10_000

@@ -10,11 +10,12 @@ from arq import ArqRedis
 from redis.asyncio import ConnectionPool
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from contracts.enqueue import NewJob, new_job_id
+from contracts import keys
+from contracts.enqueue import NewJob, _trims, create_job, new_job_id
 from contracts.operations import Operation
 from contracts.serialization import deserialize, serialize
 from service.submitter import JobSubmitter
-from settings import get_settings
+from settings import Settings, get_settings
 from tests.conftest import CONVERT
 
 QUEUE = b"arq:queue"
@@ -100,3 +101,21 @@ async def test_a_lone_submit_without_a_reply_in_time_fails_as_a_timeout_and_the_
         await submitter.close()
         await redis.aclose()
         get_settings.cache_clear()
+
+
+async def test_the_recent_jobs_index_is_trimmed_back_to_its_cap_by_the_submits_chosen_to_trim(env, sync_redis):
+    sync_redis.zadd(keys.RECENT_JOBS, {f"old-{i}": i for i in range(keys.RECENT_JOBS_MAX + 50)})
+    settings = Settings(redis_url=env["IFCFLOW_REDIS_URL"], api_keys=["k"])
+    redis = ArqRedis(ConnectionPool.from_url(env["IFCFLOW_REDIS_URL"]), job_serializer=serialize,
+                     job_deserializer=deserialize)
+    ids = [new_job_id() for _ in range(2000)]  # one in 64 trims: one is (all but) sure to be here
+    trimming = next(i for i in ids if _trims(i))
+    try:
+        for job_id in ids[: ids.index(trimming)]:  # none of these trims: the index only grows
+            assert await create_job(redis, settings, NewJob(Operation.ifcconvert, {}, job_id, fresh_id=True))
+        assert sync_redis.zcard(keys.RECENT_JOBS) == keys.RECENT_JOBS_MAX + 50 + ids.index(trimming)
+        assert await create_job(redis, settings, NewJob(Operation.ifcconvert, {}, trimming, fresh_id=True))
+        assert sync_redis.zcard(keys.RECENT_JOBS) == keys.RECENT_JOBS_MAX
+        assert sync_redis.zrevrange(keys.RECENT_JOBS, 0, 0) == [trimming.encode()]  # the newest stay
+    finally:
+        await redis.aclose()

@@ -132,9 +132,10 @@ def _make_route(spec: OperationSpec) -> Any:
         job_id = job_id_for(idempotency_key, api_key)
         status = JobStatus.deferred if options.defer_by or options.defer_until else JobStatus.queued
 
-        def accepted() -> bytes:
+        def accepted() -> Response:
             status_url, ws_url = job_urls(request, settings, job_id)
-            return orjson.dumps({"job_id": job_id, "status": status, "status_url": status_url, "ws_url": ws_url})
+            body = orjson.dumps({"job_id": job_id, "status": status, "status_url": status_url, "ws_url": ws_url})
+            return Response(body, status_code=202, media_type="application/json")
 
         try:
             created, answer = await submit(
@@ -151,7 +152,7 @@ def _make_route(spec: OperationSpec) -> Any:
         except IdempotencyConflict:
             raise HTTPException(409, "Idempotency-Key was already used with a different request") from None
         if created:
-            return Response(answer, status_code=202, media_type="application/json")
+            return answer
         view = await read_job(request.state.redis, job_id)
         status_url, ws_url = job_urls(request, settings, job_id)
         replayed = JobAccepted(
