@@ -7,9 +7,10 @@ what runs out of CPU first. Each connection sends one request at a time (closed 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -78,33 +79,53 @@ class LoadResult:
         return self.requests / self.elapsed if self.elapsed else 0.0
 
 
-async def closed_loop(
-    url: str, raw: bytes, clients: int, seconds: float, expect: int, warmup: float = 0.3
-) -> LoadResult:
-    """``clients`` connections each sending ``raw`` back to back for ``seconds`` (after ``warmup``)."""
-    result = LoadResult()
+@dataclass(frozen=True)
+class Load:
+    """One request to send over and over, and the status every answer must have."""
+
+    name: str
+    raw: bytes
+    expect: int
+
+
+async def alternating_closed_loop(
+    url: str, loads: Sequence[Load], clients: int, seconds: float, block: float = 0.2, warmup: float = 0.3
+) -> list[LoadResult]:
+    """Each of ``loads`` sent back to back on ``clients`` keep-alive connections of its own for
+    ``seconds`` (after ``warmup``), the loads taking turns in blocks of ``block`` seconds.
+
+    Taking turns is what makes the results comparable: on a noisy machine a slow spell falls on every
+    load alike, instead of on whichever happened to run at the time.
+    """
+    results = [LoadResult() for _ in loads]
+    async with contextlib.AsyncExitStack() as stack:
+        groups = [[await stack.enter_async_context(Connection(url)) for _ in range(clients)] for _ in loads]
+        for group, load in zip(groups, loads, strict=True):
+            await _send_for(group, load, warmup, None)
+        while min(result.elapsed for result in results) < seconds:
+            for group, load, result in zip(groups, loads, results, strict=True):
+                await _send_for(group, load, block, result)
+    return results
+
+
+async def _send_for(conns: list[Connection], load: Load, seconds: float, result: LoadResult | None) -> None:
+    # Every connection sends until the time is up; the time counted runs until the last answer is in.
     start = time.perf_counter()
-    measure_from = start + warmup
-    stop_at = measure_from + seconds
+    stop_at = start + seconds
 
-    async def client() -> None:
-        async with Connection(url) as conn:
-            while True:
-                sent = time.perf_counter()
-                if sent >= stop_at:
-                    return
-                status, _ = await conn.send(raw)
-                done = time.perf_counter()
-                if sent < measure_from:
-                    continue
-                result.requests += 1
-                result.latencies.append(done - sent)
-                if status != expect:
-                    result.errors += 1
+    async def client(conn: Connection) -> None:
+        while (sent := time.perf_counter()) < stop_at:
+            status, _ = await conn.send(load.raw)
+            if result is None:
+                continue
+            result.requests += 1
+            result.latencies.append(time.perf_counter() - sent)
+            if status != load.expect:
+                result.errors += 1
 
-    await asyncio.gather(*(client() for _ in range(clients)))
-    result.elapsed = time.perf_counter() - measure_from
-    return result
+    await asyncio.gather(*(client(conn) for conn in conns))
+    if result is not None:
+        result.elapsed += time.perf_counter() - start
 
 
 async def send_many(
