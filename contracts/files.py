@@ -56,7 +56,8 @@ def _join(folder: str, name: str) -> str:
 
 
 def _real_dir(root: str, rel: str) -> str | None:
-    """``os.path.realpath`` of the directory ``root/rel``, or None when it is no directory."""
+    """``os.path.realpath`` of the directory ``root/rel``; None when it does not exist, and
+    ``NotADirectoryError`` when something else is in the way."""
     now = time.monotonic()
     known = _DIRS.get((root, rel))
     if known is not None and known[1] > now:
@@ -66,15 +67,17 @@ def _real_dir(root: str, rel: str) -> str | None:
         path = _join(path, part)
         try:
             st = os.lstat(path)
-        except (FileNotFoundError, NotADirectoryError):
+        except FileNotFoundError:
             return None
         if stat.S_ISLNK(st.st_mode):
             path = os.path.realpath(os.path.join(root, rel))  # the rest is resolved at once
-            if not os.path.isdir(path):
+            if not os.path.lexists(path):
                 return None
+            if not os.path.isdir(path):
+                raise NotADirectoryError(path)
             break
         if not stat.S_ISDIR(st.st_mode):
-            return None
+            raise NotADirectoryError(path)
     if len(_DIRS) >= _DIRS_MAX:
         _DIRS.clear()  # many directories named: start over rather than keep an index of them all
     _DIRS[(root, rel)] = (path, now + DIR_CACHE_SECONDS)

@@ -1,7 +1,7 @@
 """One route per operation: validate, check paths, enqueue, answer 202 with the job id."""
 
 from collections.abc import Callable, Coroutine
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, cast
 
 import orjson
@@ -46,6 +46,16 @@ def job_urls(request: Request, settings: Settings, job_id: str) -> tuple[str, st
     # request.base_url parses a URL per request; the few bases a gateway sees are computed once each.
     http, ws = _bases(settings.public_url or _request_base(request))
     return f"{http}/jobs/{job_id}", f"{ws}/jobs/{job_id}/ws"
+
+
+def accepted(
+    request: Request, settings: Settings, job_id: str, status: JobStatus, code: int = 202,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A ``JobAccepted`` answer (encoded with orjson: this is every submit's answer)."""
+    status_url, ws_url = job_urls(request, settings, job_id)
+    body = orjson.dumps({"job_id": job_id, "status": status, "status_url": status_url, "ws_url": ws_url})
+    return Response(body, status_code=code, headers=headers, media_type="application/json")
 
 
 def _request_base(request: Request) -> str:
@@ -131,12 +141,6 @@ def _make_route(spec: OperationSpec) -> Any:
         check_callback(options.callback_url, settings)
         job_id = job_id_for(idempotency_key, api_key)
         status = JobStatus.deferred if options.defer_by or options.defer_until else JobStatus.queued
-
-        def accepted() -> Response:
-            status_url, ws_url = job_urls(request, settings, job_id)
-            body = orjson.dumps({"job_id": job_id, "status": status, "status_url": status_url, "ws_url": ws_url})
-            return Response(body, status_code=202, media_type="application/json")
-
         try:
             created, answer = await submit(
                 request.state.submitter,
@@ -147,21 +151,15 @@ def _make_route(spec: OperationSpec) -> Any:
                 job_id=job_id,
                 request_id=request.state.request_id,
                 fresh_id=not idempotency_key,
-                meanwhile=accepted,
+                meanwhile=partial(accepted, request, settings, job_id, status),  # made while Redis works
             )
         except IdempotencyConflict:
             raise HTTPException(409, "Idempotency-Key was already used with a different request") from None
         if created:
             return answer
         view = await read_job(request.state.redis, job_id)
-        status_url, ws_url = job_urls(request, settings, job_id)
-        replayed = JobAccepted(
-            job_id=job_id, status=view.status if view else JobStatus.queued, status_url=status_url, ws_url=ws_url
-        )
-        return Response(
-            replayed.__pydantic_serializer__.to_json(replayed), status_code=200,
-            headers={"Idempotent-Replayed": "true"}, media_type="application/json",
-        )
+        status = view.status if view else JobStatus.queued
+        return accepted(request, settings, job_id, status, 200, {"Idempotent-Replayed": "true"})
 
     submit_operation.__name__ = f"submit_{op.value}"
     return submit_operation
