@@ -75,6 +75,23 @@ async def test_symlink_pointing_out_of_data_dir_is_refused(client, data_dir, tmp
     assert sync_redis.zcard(QUEUE) == 0
 
 
+async def test_an_output_path_through_an_existing_file_is_refused(client, data_dir, sync_redis):
+    (data_dir / "output" / "ifcconvert" / "taken.glb").write_bytes(b"glTF")
+    r = await client.post("/ifcconvert", json=convert_body(output_filename="taken.glb/model.glb"))
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "output_filename"]
+    assert sync_redis.zcard(QUEUE) == 0
+
+
+async def test_a_folder_made_just_after_a_refused_submit_is_seen_at_once(client, data_dir, sync_redis):
+    # Path checks keep resolved folders briefly; a folder that was missing is never among them.
+    body = convert_body(input_filename="uploads/site-a/model.ifc")
+    assert (await client.post("/ifcconvert", json=body)).status_code == 422
+    (data_dir / "uploads" / "site-a").mkdir()
+    (data_dir / "uploads" / "site-a" / "model.ifc").write_text("ISO-10303-21;\nEND-ISO-10303-21;\n")
+    assert (await client.post("/ifcconvert", json=body)).status_code == 202
+    assert sync_redis.zcard(QUEUE) == 1
+
+
 async def test_nested_clash_paths_are_checked(client, sync_redis):
     body = {
         "clash_sets": [{"name": "s", "a": [{"file": "model.ifc"}], "b": [{"file": "../x.ifc"}]}],
