@@ -16,9 +16,9 @@ from bench.procs import Proc, free_port, python_args, redis_args, wait_until
 from bench.raw_arq import QUEUE as RAW_ARQ_QUEUE
 from bench.report import verdict
 from bench.sizes import Sizes
-from contracts import keys
 from contracts.operations import SERVICES
-from contracts.serialization import deserialize, serialize
+from store import keys
+from store.serialization import deserialize, serialize
 
 API_KEY = "bench-key"
 RQ_QUEUE = "bench-rq"

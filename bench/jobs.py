@@ -13,8 +13,8 @@ from rq import Queue
 
 from bench.procs import BenchError
 from bench.rq_job import call_service
-from contracts import keys
-from contracts.serialization import deserialize
+from store import keys
+from store.serialization import deserialize
 
 CONVERT = {"input_filename": "uploads/model.ifc", "output_filename": "model.glb"}
 

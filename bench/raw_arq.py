@@ -10,8 +10,8 @@ from typing import Any
 
 from arq.connections import RedisSettings
 
-from contracts.serialization import deserialize, serialize
 from settings import Settings
+from store.serialization import deserialize, serialize
 
 QUEUE = "bench:raw-arq"
 

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from bench.harness import API_KEY
 from bench.lightws import HandshakeError, WebSocketClient, connect
 from bench.procs import BenchError
-from contracts import keys
+from store import keys
 
 
 def ws_url(http_url: str, path: str) -> str:

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 import redis
 
-from contracts import keys
 from settings import load_settings_or_exit
+from store import keys
 
 EXIT_ALIVE, EXIT_SILENT = 0, 1
 

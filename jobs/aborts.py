@@ -17,11 +17,11 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from contracts import keys
-from contracts.redis_client import connection_pool
-from contracts.serialization import JobError
 from contracts.wire import ErrorInfo
 from jobs.context import WorkerContext
+from store import keys
+from store.redis_client import connection_pool
+from store.serialization import JobError
 
 log = structlog.get_logger("jobs.aborts")
 T = TypeVar("T")

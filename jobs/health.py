@@ -12,11 +12,11 @@ from typing import Any
 import aiohttp
 import structlog
 
-from contracts import keys
 from contracts.operations import SERVICES
 from jobs.context import WorkerContext
 from jobs.queue_sampler import sample_queues
 from jobs.reaper import reap_dead_workers, reap_orphans
+from store import keys
 
 log = structlog.get_logger("jobs.health")
 _CHECK_TIMEOUT = aiohttp.ClientTimeout(total=5)

@@ -7,10 +7,10 @@ from typing import Any, cast
 import structlog
 from arq.jobs import deserialize_result
 
-from contracts import keys
-from contracts.serialization import deserialize
 from contracts.webhooks import schedule_delivery
 from jobs.context import WorkerContext
+from store import keys
+from store.serialization import deserialize
 from workflows import schedules
 from workflows.engine import advance
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from arq import ArqRedis
 
-from contracts import keys, stats
+from store import keys, stats
 
 # Record fields that decide what happens around the job: read in the same round trip as the start.
 HOOK_FIELDS = ("callback_url", "workflow_id", "cache")

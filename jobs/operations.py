@@ -11,13 +11,13 @@ from arq import Retry
 
 from contracts.operations import OPERATIONS, Operation
 from contracts.requests import REQUEST_MODELS
-from contracts.serialization import JobError
 from contracts.wire import ErrorInfo
 from jobs import aborts, job_record, result_cache
 from jobs.backoff import retry_delay
 from jobs.context import WorkerContext
 from jobs.errors import TransientServiceError
 from jobs.service_client import call_service
+from store.serialization import JobError
 
 log = structlog.get_logger("jobs")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import time
 
-from contracts import keys
-from contracts.system_state import live_workers, queue_depths
 from jobs.context import WorkerContext
 from settings import DEFAULT_QUEUE
+from store import keys
+from store.system_state import live_workers, queue_depths
 
 SAMPLE_EVERY_S = 5
 SAMPLES_KEPT = 120  # ten minutes

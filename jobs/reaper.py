@@ -13,7 +13,7 @@ import time
 import structlog
 from arq import ArqRedis
 
-from contracts import keys
+from store import keys
 
 log = structlog.get_logger("jobs.reaper")
 

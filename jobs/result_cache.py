@@ -14,10 +14,10 @@ from typing import Any
 
 from arq import ArqRedis
 
-from contracts import keys
 from contracts.operations import Operation
 from contracts.paths import PathRole, path_fields
 from contracts.requests import REQUEST_MODELS
+from store import keys
 
 
 def _file_digest(path: Path) -> str:

@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 import structlog
 
-from contracts.serialization import JobError
 from contracts.wire import JOB_ID_HEADER, NDJSON, REQUEST_ID_HEADER, ErrorInfo
 from jobs.errors import TransientServiceError
+from store.serialization import JobError
 
 log = structlog.get_logger("jobs.service")
 

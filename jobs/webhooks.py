@@ -11,8 +11,6 @@ import aiohttp
 import structlog
 from arq import Retry
 
-from contracts import keys
-from contracts.job_view import read_job
 from contracts.webhooks import (
     DELIVERY_HEADER,
     EVENT_HEADER,
@@ -23,6 +21,8 @@ from contracts.webhooks import (
 )
 from jobs.backoff import retry_delay
 from jobs.context import WorkerContext
+from store import keys
+from store.job_view import read_job
 from workflows.engine import view as workflow_view
 
 log = structlog.get_logger("jobs.webhooks")

@@ -13,8 +13,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts.operations import Operation
-from contracts.redis_client import arq_redis_settings
-from contracts.serialization import deserialize, serialize
 from contracts.webhooks import DELIVER_FUNCTION
 from jobs.health import check_services
 from jobs.job_end import after_job_end, fire_schedules, sweep_workflows
@@ -22,6 +20,8 @@ from jobs.lifecycle import shutdown, startup
 from jobs.operations import JOB_FUNCTIONS
 from jobs.webhooks import deliver_webhook
 from settings import Settings
+from store.redis_client import arq_redis_settings
+from store.serialization import deserialize, serialize
 
 
 def use_uvloop() -> None:

@@ -10,14 +10,14 @@ from typing import Any, TypeVar, cast
 import structlog
 from arq import ArqRedis
 
-from contracts import keys, stats
-from contracts.enqueue import NewJob, Priority, enqueue, new_job_id, now_ms
-from contracts.job_view import JobStatus, read_job, read_meta
 from contracts.operations import Operation
 from contracts.webhooks import schedule_delivery
 from service.schemas import JobOptions
 from service.submitter import JobSubmitter
 from settings import Settings
+from store import keys, stats
+from store.enqueue import NewJob, Priority, enqueue, new_job_id, now_ms
+from store.job_view import JobStatus, read_job, read_meta
 
 log = structlog.get_logger("service.jobs")
 T = TypeVar("T")

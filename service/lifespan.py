@@ -11,13 +11,13 @@ from arq import ArqRedis
 from fastapi import FastAPI
 
 from contracts.operations import SERVICES
-from contracts.redis_client import connection_pool
-from contracts.serialization import deserialize, serialize
 from service.live.hub import JobEventHub
 from service.submitter import JobSubmitter
 from settings import Settings, load_settings_or_exit
 from settings.logging import configure_logging
 from settings.process import freeze_startup_objects
+from store.redis_client import connection_pool
+from store.serialization import deserialize, serialize
 
 log = structlog.get_logger("service")
 

@@ -10,10 +10,10 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from contracts import keys, stats
 from contracts.operations import SERVICES, Operation
-from contracts.system_state import live_workers, queue_depths
 from settings import DEFAULT_QUEUE, Settings
+from store import keys, stats
+from store.system_state import live_workers, queue_depths
 
 # This process's request latencies; every other series comes from Redis, shared by all processes.
 GATEWAY_REGISTRY = CollectorRegistry(auto_describe=True)

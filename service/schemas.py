@@ -6,8 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field, model_validator
 
-from contracts.enqueue import Priority
-from contracts.job_view import JobStatus
+from store.enqueue import Priority
+from store.job_view import JobStatus
 
 
 class JobOptions(BaseModel):

@@ -1,6 +1,6 @@
 """Submits that arrive together share one Redis round trip; a lone one takes the shortest path.
 
-Each submit is one script call (``contracts.enqueue``); what costs the gateway most is not the
+Each submit is one script call (``store.enqueue``); what costs the gateway most is not the
 script but redis-py's work around each call (taking a connection from the pool and checking it, the
 round trip itself). Calls made while the event loop is busy with other requests are queued here and
 sent as one pipeline as soon as the loop gets to them, so under load many submits share that cost.
@@ -20,8 +20,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from contracts.enqueue import CREATE_SHA, CreateCall, NewJob, create_call, load_create_script, run_create
 from settings import Settings
+from store.enqueue import CREATE_SHA, CreateCall, NewJob, create_call, load_create_script, run_create
 
 T = TypeVar("T")
 
@@ -42,7 +42,7 @@ class JobSubmitter:
         return bool(self._pending or self._flushes or self._direct)
 
     async def create(self, job: NewJob, meanwhile: Callable[[], T]) -> tuple[bool, T]:
-        """As ``contracts.enqueue.create_job`` (True when made, False for a replay of the same request),
+        """As ``store.enqueue.create_job`` (True when made, False for a replay of the same request),
         with what ``meanwhile`` returns: it runs once the call is on its way, so whatever the caller
         needs next (its answer) is made while Redis works rather than after."""
         call = create_call(self._redis, self._settings, job)

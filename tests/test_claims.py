@@ -9,9 +9,9 @@ import arq.worker
 import pytest
 from redis.asyncio import Redis
 
-from contracts import keys
 from contracts.wire import JOB_ID_HEADER
 from jobs.claims import BatchClaimWorker, claim, install
+from store import keys
 from tests.conftest import CONVERT, Behaviour, start_worker, submit
 
 QUEUE = "claims-test"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from contracts.serialization import deserialize
+from store.serialization import deserialize
 
 QUEUE = b"arq:queue"
 

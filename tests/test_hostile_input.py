@@ -36,7 +36,7 @@ from websockets.sync.client import connect as ws_connect
 from contracts.operations import OPERATIONS, SERVICES, Operation
 from contracts.paths import PathRole, path_fields, role_of
 from contracts.requests import REQUEST_MODELS
-from contracts.serialization import deserialize
+from store.serialization import deserialize
 from tests.conftest import (
     API_KEY,
     Behaviour,
@@ -676,7 +676,7 @@ async def test_no_client_input_chooses_the_function_and_redis_holds_no_pickle(
     import arq.jobs
     from arq import ArqRedis
 
-    import contracts.enqueue
+    import store.enqueue
 
     # Every way a function name can reach arq's job key: enqueue_job, or arq's serialize_job (the
     # gateway writes the job key itself, in one script with its record).
@@ -694,8 +694,8 @@ async def test_no_client_input_chooses_the_function_and_redis_holds_no_pickle(
 
     monkeypatch.setattr(ArqRedis, "enqueue_job", spy_enqueue)
     monkeypatch.setattr(arq.jobs, "serialize_job", spy_serialize)
-    if hasattr(contracts.enqueue, "serialize_job"):
-        monkeypatch.setattr(contracts.enqueue, "serialize_job", spy_serialize)
+    if hasattr(store.enqueue, "serialize_job"):
+        monkeypatch.setattr(store.enqueue, "serialize_job", spy_serialize)
     stub.will("/ifcconvert", Behaviour(status=400, body={"detail": "bad model"}))  # one fails for good
     stub.will("/ifc2json", Behaviour(status=503), Behaviour(body={"ok": "after a retry"}))
     job_ids: dict[str, Operation] = {}

@@ -24,9 +24,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from contracts import keys
 from contracts.operations import SERVICES
 from settings import DEFAULT_QUEUE, Settings
+from store import keys
 from tests.deploy_checks import defines, option
 
 yaml = pytest.importorskip("yaml", reason="PyYAML reads the manifests (pip install pyyaml)")

@@ -10,12 +10,12 @@ from arq import ArqRedis
 from redis.asyncio import ConnectionPool
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from contracts import keys
-from contracts.enqueue import NewJob, _trims, create_job, new_job_id
 from contracts.operations import Operation
-from contracts.serialization import deserialize, serialize
 from service.submitter import JobSubmitter
 from settings import Settings, get_settings
+from store import keys
+from store.enqueue import NewJob, _trims, create_job, new_job_id
+from store.serialization import deserialize, serialize
 from tests.conftest import CONVERT
 
 QUEUE = b"arq:queue"

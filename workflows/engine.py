@@ -15,14 +15,14 @@ import structlog
 from arq import ArqRedis
 from pydantic import ValidationError
 
-from contracts import keys
-from contracts.enqueue import NewJob, create_job, now_ms
 from contracts.files import PathRefused, normalize_paths
-from contracts.job_view import TERMINAL, JobStatus, JobView, read_jobs
 from contracts.operations import OPERATIONS
 from contracts.requests import REQUEST_MODELS
 from contracts.webhooks import schedule_delivery
 from settings import DEFAULT_QUEUE, Settings
+from store import keys
+from store.enqueue import NewJob, create_job, now_ms
+from store.job_view import TERMINAL, JobStatus, JobView, read_jobs
 from workflows.model import REFERENCE, ReferenceError_, Step, WorkflowRequest, dependencies, references, resolve
 
 log = structlog.get_logger("workflows")

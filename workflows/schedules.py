@@ -18,12 +18,12 @@ from arq import ArqRedis
 from croniter import croniter
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from contracts import keys
-from contracts.enqueue import NewJob, Priority, create_job, now_ms
 from contracts.files import PathRefused, normalize_paths
 from contracts.operations import OPERATIONS, Operation
 from contracts.requests import REQUEST_MODELS
 from settings import Settings
+from store import keys
+from store.enqueue import NewJob, Priority, create_job, now_ms
 from workflows.engine import StepInvalid, create_workflow
 from workflows.model import WorkflowRequest
 

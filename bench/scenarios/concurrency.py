@@ -12,8 +12,8 @@ from bench.report import Column, Section
 from bench.rss import peak_rss_mb, rss_mb
 from bench.stats import median
 from bench.watch import KeyWatcher
-from contracts import keys
 from settings import Settings
+from store import keys
 
 POLL_DELAY = "0.05"  # as in scenario 1
 DEFAULT_MAX_JOBS = Settings.model_fields["max_jobs"].default

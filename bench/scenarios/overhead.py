@@ -13,7 +13,7 @@ from bench.raw_arq import QUEUE as RAW_ARQ_QUEUE
 from bench.report import Column, Section
 from bench.stats import median, ratio
 from bench.watch import KeyWatcher
-from contracts import keys
+from store import keys
 
 POLL_DELAY = "0.05"  # both workers: see scenario 1; scenario 4 measures the poll delay itself
 

@@ -14,8 +14,8 @@ from bench.procs import BenchError
 from bench.report import Column, Section
 from bench.stats import median, ms, percentile
 from bench.watch import KeyWatcher
-from contracts import keys
 from settings import Settings
+from store import keys
 
 DEFAULT_POLL = Settings.model_fields["poll_delay"].default
 

@@ -12,7 +12,7 @@ from bench.report import Column, Section
 from bench.rss import RssSampler, peak_rss_mb
 from bench.stats import median, ratio
 from bench.watch import KeyWatcher
-from contracts import keys
+from store import keys
 
 # Throughput runs poll often so that the start of a run is not up to one default poll (0.5 s) late;
 # scenario 4 measures what the poll delay costs.

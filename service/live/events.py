@@ -6,7 +6,7 @@ import json
 import struct
 from typing import Any, NamedTuple
 
-from contracts.job_view import JobStatus, JobView
+from store.job_view import JobStatus, JobView
 
 
 def event_kind(previous: JobView | None, current: JobView) -> str | None:

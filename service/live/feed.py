@@ -24,10 +24,10 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from contracts import keys
-from contracts.redis_client import connection_pool
 from service.live.notifications import enable_keyspace_notifications
 from settings import Settings
+from store import keys
+from store.redis_client import connection_pool
 
 log = structlog.get_logger("service.live")
 

@@ -16,13 +16,13 @@ import structlog
 from arq import ArqRedis
 from redis.exceptions import RedisError
 
-from contracts import keys
-from contracts.job_view import TERMINAL, JobView, read_job
 from service.live.events import event_kind, message
 from service.live.feed import EVERY_JOB, KeyspaceFeed
 from service.live.notifications import enable_keyspace_notifications
 from service.live.subscriber import Subscriber
 from settings import Settings
+from store import keys
+from store.job_view import TERMINAL, JobView, read_job
 
 __all__ = ["JobEventHub", "Subscriber"]
 

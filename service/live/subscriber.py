@@ -21,8 +21,8 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Generator, MutableMapping
 from typing import Any, Protocol
 
-from contracts.job_view import TERMINAL, JobView
 from service.live.events import Event
+from store.job_view import TERMINAL, JobView
 
 MAX_HELD = 64
 # The ASGI extension of service.live.wsprotocol: scope["extensions"][EXTENSION]["write"](frame) -> bool.

@@ -9,12 +9,12 @@ from typing import Any, cast
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
-from contracts import keys
 from contracts.operations import SERVICES, Operation
-from contracts.system_state import live_workers, queue_depths
 from service.deps import ApiKeyDep, RedisDep, SettingsDep
 from service.live.hub import JobEventHub
 from settings import DEFAULT_QUEUE
+from store import keys
+from store.system_state import live_workers, queue_depths
 
 router = APIRouter(tags=["dashboard"])
 _STATIC = Path(__file__).resolve().parent.parent / "dashboard"

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
-from contracts import keys
 from contracts.operations import SERVICES
 from service.deps import RedisDep, SettingsDep
+from store import keys
 
 router = APIRouter(tags=["health"])
 

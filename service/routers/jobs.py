@@ -8,12 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel
 
-from contracts import keys
-from contracts.job_view import TERMINAL, JobStatus, JobView, read_job, read_jobs
 from service.deps import ApiKeyDep, RedisDep, SettingsDep
 from service.job_control import cancel, requeue
 from service.routers.workflows import advance_if_step
 from settings import DEFAULT_QUEUE
+from store import keys
+from store.job_view import TERMINAL, JobStatus, JobView, read_job, read_jobs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 

@@ -9,13 +9,13 @@ from typing import Annotated, cast
 from fastapi import APIRouter, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from contracts.job_view import TERMINAL, JobStatus, read_job
 from service.deps import ApiKeyDep, RedisDep
 from service.live.auth import CLOSE_NOT_FOUND, authenticate
 from service.live.events import Event, message
 from service.live.hub import JobEventHub
 from service.routers.jobs import JobId
 from settings import Settings
+from store.job_view import TERMINAL, JobStatus, read_job
 
 router = APIRouter(tags=["live"])
 _KEEPALIVE_S = 15.0

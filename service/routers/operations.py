@@ -10,9 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError, create_model
 
-from contracts.enqueue import IdempotencyConflict
 from contracts.files import PathRefused, normalize_paths
-from contracts.job_view import JobStatus, read_job
 from contracts.operations import OPERATIONS, Operation, OperationSpec
 from contracts.requests import REQUEST_MODELS
 from contracts.webhooks import CallbackRefused, check_callback_url
@@ -20,6 +18,8 @@ from service.deps import API_KEY_SECURITY, check_api_key, presented_key
 from service.job_control import IDEMPOTENCY_KEY_MAX, job_id_for, submit
 from service.schemas import JobAccepted, JobOptions
 from settings import Settings
+from store.enqueue import IdempotencyConflict
+from store.job_view import JobStatus, read_job
 
 router = APIRouter(tags=["operations"])
 

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path
 
-from contracts.enqueue import now_ms
 from service.deps import ApiKeyDep, RedisDep
+from store.enqueue import now_ms
 from workflows import schedules
 from workflows.schedules import ScheduleRequest
 

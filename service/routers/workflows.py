@@ -10,13 +10,13 @@ from typing import Annotated, Any, cast
 from fastapi import APIRouter, HTTPException, Path, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel
 
-from contracts.job_view import read_job
 from service.deps import ApiKeyDep, RedisDep, SettingsDep
 from service.job_control import cancel
 from service.live.auth import CLOSE_NOT_FOUND, authenticate
 from service.live.hub import JobEventHub
 from service.routers.operations import check_callback
 from settings import DEFAULT_QUEUE, Settings
+from store.job_view import read_job
 from workflows.engine import StepInvalid, advance, create_workflow, mark_cancelled, step_job_id, view
 from workflows.model import WorkflowRequest
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 from typing import Any, Literal
 
-from contracts import keys
+from store import keys
 
 Outcome = Literal["enqueued", "completed", "failed", "retried", "aborted"]
 OUTCOMES: tuple[Outcome, ...] = ("enqueued", "completed", "failed", "retried", "aborted")

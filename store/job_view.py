@@ -13,10 +13,10 @@ from arq import ArqRedis
 from arq.jobs import deserialize_result
 from pydantic import BaseModel
 
-from contracts import keys
-from contracts.serialization import JobError, deserialize
 from contracts.wire import ErrorInfo
 from settings import DEFAULT_QUEUE
+from store import keys
+from store.serialization import JobError, deserialize
 
 
 class JobStatus(StrEnum):

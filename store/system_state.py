@@ -8,7 +8,7 @@ from typing import Any
 
 from arq import ArqRedis
 
-from contracts import keys
+from store import keys
 
 _CRON_WINDOW_MS = 5000
 

@@ -25,10 +25,10 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
-from contracts import keys
 from contracts.operations import Operation
-from contracts.serialization import serialize
 from settings import Settings
+from store import keys
+from store.serialization import serialize
 
 Priority = Literal["high", "normal", "low"]
 PRIORITY_LEVEL: dict[str, int] = {"low": 0, "normal": 1, "high": 2}
