@@ -1,7 +1,7 @@
 """Aborting running jobs at once, without arq's abort polling.
 
-The gateway records an abort in arq's abort set and publishes the job id; the worker running the job
-cancels the operation itself (not arq's task), so arq stores an "aborted" failure instead of running
+The gateway records an abort in arq's abort set and publishes the job id (``store.job_store.cancel``); the worker
+running the job cancels the operation itself (not arq's task), so arq stores an "aborted" failure instead of running
 the job again. With arq's own abort check off, an idle worker's poll is a single Redis command,
 which is what lets workers poll every few tens of milliseconds and start jobs that fast.
 """
@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from contracts.wire import ErrorInfo
 from jobs.context import WorkerContext
-from store import keys
+from store import job_store, keys
 from store.redis_client import connection_pool
 from store.serialization import JobError
 
@@ -87,6 +87,6 @@ async def listen(ctx: WorkerContext) -> None:
 async def _sweep(ctx: WorkerContext) -> None:
     if not ctx["abortable"]:
         return
-    requested = {raw.decode() for raw in await ctx["redis"].zrange(keys.ARQ_ABORT, 0, -1)}
-    for job_id in requested & ctx["abortable"].keys():
+    # Only this worker's running jobs are looked up, however many requests the set holds.
+    for job_id in await job_store.abort_requests(ctx["redis"], list(ctx["abortable"])):
         abort(ctx, job_id)

@@ -10,6 +10,7 @@ import aiohttp
 from arq import ArqRedis
 
 from settings import Settings
+from store.job_store import JobStart, TryEnd
 
 
 class WorkerCounters(TypedDict):
@@ -39,5 +40,7 @@ class WorkerContext(TypedDict, total=False):
     abortable: dict[str, asyncio.Task[Any]]
     aborted: set[str]
     abort_listener: asyncio.Task[None]
-    # per job: the record's hook fields (callback_url, workflow_id, cache), for after_job_end
-    job_hooks: dict[str, str]
+    # per try (jobs/hooks.py): what its start read, when it started, and how the job function ended it
+    job: JobStart
+    try_started: float
+    try_end: TryEnd

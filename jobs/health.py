@@ -15,8 +15,7 @@ import structlog
 from contracts.operations import SERVICES
 from jobs.context import WorkerContext
 from jobs.queue_sampler import sample_queues
-from jobs.reaper import reap_dead_workers, reap_orphans
-from store import keys
+from store import job_store, keys
 
 log = structlog.get_logger("jobs.health")
 _CHECK_TIMEOUT = aiohttp.ClientTimeout(total=5)
@@ -86,8 +85,9 @@ async def beat_once(ctx: WorkerContext) -> None:
     # Only a worker that has itself reached Redis for the whole window can tell who stayed silent in
     # it: after a Redis outage (or its own start) it first lets the others beat again.
     if time.time() - connected_since >= settings.worker_dead_after:
-        await reap_dead_workers(redis, settings.worker_dead_after, worker_id)
-        await reap_orphans(redis, settings.queue_name, settings.worker_dead_after)
+        handed_back = await job_store.reap_dead_workers(redis, settings, settings.worker_dead_after, worker_id)
+        if handed_back:
+            log.warning("worker.dead_jobs_handed_back", job_ids=handed_back)
     await sample_queues(ctx)
 
 

@@ -1,9 +1,14 @@
-"""The job functions, one per operation: validate, call the operation's service, retry what is transient."""
+"""The job function of every operation: validate, call the operation's service, retry what is transient.
+
+One function serves all eight operations (``job_function(op)`` binds which); what a try records
+about itself is written by arq's hooks (``jobs/hooks.py``) from the ``TryEnd`` it leaves in ``ctx``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from typing import Any
 
 import structlog
@@ -12,22 +17,25 @@ from arq import Retry
 from contracts.operations import OPERATIONS, Operation
 from contracts.requests import REQUEST_MODELS
 from contracts.wire import ErrorInfo
-from jobs import aborts, job_record, result_cache
+from jobs import aborts, result_cache
 from jobs.backoff import retry_delay
 from jobs.context import WorkerContext
 from jobs.errors import TransientServiceError
 from jobs.service_client import call_service
+from store import job_store
+from store.job_store import TryEnd
 from store.serialization import JobError
 
 log = structlog.get_logger("jobs")
 
 
 async def _execute(
-    ctx: WorkerContext, op: Operation, body: dict[str, Any], hooks: dict[str, str], request_id: str | None
+    ctx: WorkerContext, op: Operation, body: dict[str, Any], request_id: str | None
 ) -> dict[str, Any]:
     """The operation's result: from the cache when asked and found, else from its service."""
     redis, settings, job_id = ctx["redis"], ctx["settings"], ctx["job_id"]
-    if hooks.get("cache"):
+    cache = "job" in ctx and "cache" in ctx["job"].hooks
+    if cache:
         cache_key, outputs = await result_cache.cache_key(redis, settings.data_dir, op, body)
         cached = await result_cache.reuse(redis, settings.data_dir, cache_key, outputs)
         if cached is not None:
@@ -35,7 +43,7 @@ async def _execute(
             return cached
 
     async def on_progress(percent: float, phase: str) -> None:
-        await job_record.set_progress(redis, job_id, percent, phase)
+        await job_store.set_progress(redis, job_id, percent, phase)
 
     result = await call_service(
         ctx["http"],
@@ -46,7 +54,7 @@ async def _execute(
         request_id=request_id,
         on_progress=on_progress,
     )
-    if hooks.get("cache"):
+    if cache:
         await result_cache.remember(redis, cache_key, outputs, result, settings.cache_ttl)
     return result
 
@@ -55,122 +63,65 @@ async def run_operation(
     ctx: WorkerContext, op: Operation, request: dict[str, Any], request_id: str | None
 ) -> dict[str, Any]:
     """Run one try of ``op``; raises ``Retry`` while tries remain for a transient failure."""
-    redis, settings, job_id, attempt = ctx["redis"], ctx["settings"], ctx["job_id"], ctx["job_try"]
-    structlog.contextvars.bind_contextvars(job_id=job_id, operation=op.value, attempt=attempt, request_id=request_id)
-    counters = ctx["counters"]
-    counters["running"] += 1
+    settings, attempt = ctx["settings"], ctx["job_try"]
     started = time.perf_counter()
-    # Waiting starts at submit, or when due for a deferred job (a priority moves the score back).
-    waited = time.time() - max(ctx["enqueue_time"].timestamp(), ctx["score"] / 1000) if attempt == 1 else None
-    # after_job_end gets this same ctx: what it must do for this job travels with it.
-    ctx["job_hooks"] = hooks = await job_record.begin(
-        redis, worker_id=ctx["worker_id"], job_id=job_id, attempt=attempt, operation=op.value, waited_s=waited
-    )
-    log.info("job.started")
-    end = job_record.JobEnd(outcome="failed", result_ttl=settings.result_ttl)
     try:
-        # Anything that reached the queue without the gateway (arq CLI, scripts) is checked here too.
+        # Anything that reached the queue without the gateway (arq's API, scripts) is checked here too.
         body = REQUEST_MODELS[op].model_validate(request).model_dump(mode="json", by_alias=True)
-        result = await aborts.abortable(ctx, _execute(ctx, op, body, hooks, request_id))
+        result = await aborts.abortable(ctx, _execute(ctx, op, body, request_id))
     except TransientServiceError as exc:
         if attempt >= settings.max_tries:
-            log.warning("job.failed", reason=exc.message, duration_ms=_ms(started))
-            raise JobError(
-                ErrorInfo(
-                    type="service_unavailable",
-                    message=f"gave up after {attempt} tries: {exc.message}",
-                    service=OPERATIONS[op].service,
-                    status_code=exc.status_code,
-                )
-            ) from exc
+            error = ErrorInfo(type="service_unavailable", message=f"gave up after {attempt} tries: {exc.message}",
+                              service=OPERATIONS[op].service, status_code=exc.status_code)
+            _ended(ctx, TryEnd("failed", error=error), started)
+            raise JobError(error) from exc
         delay = retry_delay(attempt, settings.retry_backoff, settings.retry_backoff_max, exc.retry_after)
-        end = job_record.JobEnd(outcome="retried", retry=(attempt, exc.message, delay))
-        log.info("job.retrying", reason=exc.message, delay_s=round(delay, 2), duration_ms=_ms(started))
+        _ended(ctx, TryEnd("retry", retry_reason=exc.message, retry_delay_s=delay), started)
         raise Retry(defer=delay) from exc
     except ValueError as exc:  # pydantic's ValidationError
-        log.warning("job.failed", reason=str(exc), duration_ms=_ms(started))
-        raise JobError(ErrorInfo(type="invalid_request", message=str(exc))) from exc
+        error = ErrorInfo(type="invalid_request", message=str(exc))
+        _ended(ctx, TryEnd("failed", error=error), started)
+        raise JobError(error) from exc
     except JobError as exc:
-        end = job_record.JobEnd(outcome="aborted" if exc.info.type == "aborted" else "failed",
-                                result_ttl=settings.result_ttl)
-        log.warning("job.aborted" if exc.info.type == "aborted" else "job.failed", reason=exc.info.message,
-                    status_code=exc.info.status_code, duration_ms=_ms(started))
+        _ended(ctx, TryEnd("aborted" if exc.info.type == "aborted" else "failed", error=exc.info), started)
         raise
     except asyncio.CancelledError:
-        # arq cancels the task at its time limit and on shutdown (the job then goes back to the queue).
-        timed_out = time.perf_counter() - started >= settings.timeout_for(op) - 0.5
-        end = job_record.JobEnd(outcome="failed" if timed_out else None)
-        log.warning("job.failed" if timed_out else "job.interrupted", duration_ms=_ms(started))
+        # arq cancels the task at its time limit, and on shutdown (the job then goes back to the queue).
+        if time.perf_counter() - started >= settings.timeout_for(op) - 0.5:
+            error = ErrorInfo(type="timeout", message=f"job exceeded its time limit of {settings.timeout_for(op)} s")
+            _ended(ctx, TryEnd("failed", error=error), started)
+        else:
+            _ended(ctx, TryEnd("interrupted"), started)
         raise
+    except Exception as exc:
+        error = ErrorInfo(type="internal_error", message=f"{type(exc).__name__}: {exc}")
+        _ended(ctx, TryEnd("failed", error=error), started)
+        raise
+    _ended(ctx, TryEnd("complete", result=result), started)
+    return result
+
+
+def _ended(ctx: WorkerContext, end: TryEnd, started: float) -> None:
+    ctx["try_end"] = end
+    duration_ms = round((time.perf_counter() - started) * 1000, 1)
+    reason = end.error.message if end.error else end.retry_reason or None
+    if end.outcome == "complete":
+        log.info("job.completed", duration_ms=duration_ms)
+    elif end.outcome == "retry":
+        log.info("job.retrying", reason=reason, delay_s=round(end.retry_delay_s, 2), duration_ms=duration_ms)
+    elif end.outcome == "interrupted":
+        log.warning("job.interrupted", duration_ms=duration_ms)
     else:
-        end = job_record.JobEnd(outcome="completed", result_ttl=settings.result_ttl)
-        log.info("job.completed", duration_ms=_ms(started))
-        return result
-    finally:
-        counters["running"] -= 1
-        if end.outcome in ("completed", "failed", "retried"):
-            counters["complete" if end.outcome == "completed" else end.outcome] += 1
-        await asyncio.shield(
-            job_record.end(redis, worker_id=ctx["worker_id"], job_id=job_id, operation=op.value,
-                           duration_s=time.perf_counter() - started, end=end)
-        )
+        status_code = end.error.status_code if end.error else None
+        log.warning(f"job.{end.outcome}", reason=reason, status_code=status_code, duration_ms=duration_ms)
 
 
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 1)
-
-
-async def ifcconvert(ctx: WorkerContext, *, request: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
-    """Convert an IFC model to glTF, OBJ, ... with the convert service."""
-    return await run_operation(ctx, Operation.ifcconvert, request, request_id)
-
-
-async def ifcclash(ctx: WorkerContext, *, request: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
-    """Run clash sets with the clash service."""
-    return await run_operation(ctx, Operation.ifcclash, request, request_id)
-
-
-async def ifccsv(ctx: WorkerContext, *, request: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
-    """Export elements to CSV/XLSX/ODS with the csv service."""
-    return await run_operation(ctx, Operation.ifccsv, request, request_id)
-
-
-async def ifccsv_import(
-    ctx: WorkerContext, *, request: dict[str, Any], request_id: str | None = None
+async def _operation_job(
+    ctx: WorkerContext, *, operation: Operation, request: dict[str, Any], request_id: str | None = None
 ) -> dict[str, Any]:
-    """Import CSV edits back into an IFC model with the csv service."""
-    return await run_operation(ctx, Operation.ifccsv_import, request, request_id)
+    return await run_operation(ctx, operation, request, request_id)
 
 
-async def ifctester(ctx: WorkerContext, *, request: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
-    """Validate a model against an IDS with the tester service."""
-    return await run_operation(ctx, Operation.ifctester, request, request_id)
-
-
-async def ifcdiff(ctx: WorkerContext, *, request: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
-    """Diff two models with the diff service."""
-    return await run_operation(ctx, Operation.ifcdiff, request, request_id)
-
-
-async def ifc2json(ctx: WorkerContext, *, request: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
-    """Convert a model to JSON with the json service."""
-    return await run_operation(ctx, Operation.ifc2json, request, request_id)
-
-
-async def calculate_qtos(
-    ctx: WorkerContext, *, request: dict[str, Any], request_id: str | None = None
-) -> dict[str, Any]:
-    """Quantity take-off with the ifc5d service."""
-    return await run_operation(ctx, Operation.calculate_qtos, request, request_id)
-
-
-JOB_FUNCTIONS = {
-    Operation.ifcconvert: ifcconvert,
-    Operation.ifcclash: ifcclash,
-    Operation.ifccsv: ifccsv,
-    Operation.ifccsv_import: ifccsv_import,
-    Operation.ifctester: ifctester,
-    Operation.ifcdiff: ifcdiff,
-    Operation.ifc2json: ifc2json,
-    Operation.calculate_qtos: calculate_qtos,
-}
+def job_function(op: Operation) -> Any:
+    """The job function arq runs for ``op`` (registered under the operation's name)."""
+    return partial(_operation_job, operation=op)

@@ -21,8 +21,8 @@ from contracts.webhooks import (
 )
 from jobs.backoff import retry_delay
 from jobs.context import WorkerContext
-from store import keys
-from store.job_view import read_job
+from store import job_store, keys
+from store.job_view import view_of
 from workflows.engine import view as workflow_view
 
 log = structlog.get_logger("jobs.webhooks")
@@ -34,9 +34,9 @@ async def _payload(ctx: WorkerContext, kind: str, target_id: str) -> tuple[str |
     if kind == "workflow":
         url = await redis.hget(keys.workflow(target_id), "callback_url")
         return (url.decode() if url else None), await workflow_view(redis, target_id)
-    url = await redis.hget(keys.job_meta(target_id), "callback_url")
-    job = await read_job(redis, target_id)
-    return (url.decode() if url else None), (job.model_dump(mode="json") if job else None)
+    record = await job_store.record_of(redis, target_id)
+    job = view_of(target_id, record)
+    return record.get("callback_url") or None, (job.model_dump(mode="json") if job else None)
 
 
 async def deliver_webhook(ctx: WorkerContext, *, kind: str, target_id: str) -> dict[str, Any]:
@@ -69,10 +69,11 @@ async def deliver_webhook(ctx: WorkerContext, *, kind: str, target_id: str) -> d
         status, ok = type(exc).__name__, False
     duration_ms = round((time.perf_counter() - started) * 1000, 1)
     if ok:
-        log.info("webhook.delivered", target_id=target_id, event=event, attempt=attempt, duration_ms=duration_ms)
+        log.info("webhook.delivered", target_id=target_id, webhook_event=event, attempt=attempt,
+                 duration_ms=duration_ms)
         return {"delivered": True, "status": status, "attempt": attempt}
     if attempt >= settings.webhook_max_tries:
-        log.warning("webhook.failed", target_id=target_id, event=event, attempt=attempt, status=status)
+        log.warning("webhook.failed", target_id=target_id, webhook_event=event, attempt=attempt, status=status)
         return {"delivered": False, "status": status, "attempt": attempt}
     delay = retry_delay(attempt, settings.retry_backoff, settings.retry_backoff_max)
     log.info("webhook.retrying", target_id=target_id, attempt=attempt, status=status, delay_s=round(delay, 2))

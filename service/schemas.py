@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field, model_validator
 
-from store.enqueue import Priority
+from store.job_store import Priority
 from store.job_view import JobStatus
 
 

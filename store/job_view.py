@@ -1,22 +1,16 @@
-"""A job as clients see it, read from arq's keys and our job record in one or two round trips."""
+"""A job as clients see it: made from its one record (``ifcflow:job:<id>``), nothing else."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from arq import ArqRedis
-from arq.jobs import deserialize_result
+import orjson
 from pydantic import BaseModel
 
 from contracts.wire import ErrorInfo
-from settings import DEFAULT_QUEUE
-from store import keys
-from store.serialization import JobError, deserialize
 
 
 class JobStatus(StrEnum):
@@ -27,9 +21,6 @@ class JobStatus(StrEnum):
     failed = "failed"
     aborted = "aborted"
 
-
-# The record is written just before arq's job key; for this long, a record alone means "being enqueued".
-_ENQUEUE_GRACE_MS = 10_000
 
 TERMINAL = frozenset({JobStatus.complete, JobStatus.failed, JobStatus.aborted})
 
@@ -61,85 +52,63 @@ class JobView(BaseModel):
     arguments: dict[str, Any] | None = None
 
 
-def _dt(ms: Any) -> datetime | None:
-    if ms in (None, "", b""):
+def _dt(ms: str | None) -> datetime | None:
+    if not ms:
         return None
     return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
 
 
 def _json(raw: str | None) -> Any:
-    return json.loads(raw) if raw else None
+    return orjson.loads(raw) if raw else None
 
 
-async def read_meta(redis: ArqRedis, job_id: str) -> dict[str, str]:
-    raw = await redis.hgetall(keys.job_meta(job_id))
+def decode(raw: dict[bytes, bytes]) -> dict[str, str]:
+    """A record as Redis returns it (bytes) as strings."""
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
-async def read_job(redis: ArqRedis, job_id: str) -> JobView | None:
-    """The job's current view, or None when Redis knows nothing of it."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(keys.job_meta(job_id))
-        pipe.get(keys.ARQ_RESULT + job_id)
-        pipe.exists(keys.ARQ_IN_PROGRESS + job_id)
-        pipe.get(keys.ARQ_JOB + job_id)
-        pipe.get(keys.ARQ_RETRY + job_id)
-        raw_meta, raw_result, running, raw_job, raw_try = await pipe.execute()
-    meta = {k.decode(): v.decode() for k, v in raw_meta.items()}
-    if not meta and raw_result is None and raw_job is None:
+def status_of(record: dict[str, str], now_ms: float | None = None) -> JobStatus:
+    """The record's status; a wait whose due time has come reads as ``queued``."""
+    status = JobStatus(record.get("status") or JobStatus.queued)
+    if status in (JobStatus.queued, JobStatus.deferred):
+        due = int(record.get("due_at") or 0)
+        now = time.time() * 1000 if now_ms is None else now_ms
+        return JobStatus.deferred if due > now else JobStatus.queued
+    return status
+
+
+def view_of(job_id: str, record: dict[str, str]) -> JobView | None:
+    """The view of a decoded record; None for an empty one (no such job)."""
+    if not record:
         return None
-    view = JobView(
+    error = _json(record.get("error"))
+    result = _json(record.get("result"))
+    return JobView(
         job_id=job_id,
-        operation=meta.get("operation"),
-        status=JobStatus.queued,
-        queue=meta.get("queue"),
-        enqueued_at=_dt(meta.get("enqueued_at")),
-        started_at=_dt(meta.get("started_at")),
-        tries=int(meta.get("tries") or (raw_try or 0)),
-        progress=Progress.model_validate(_json(meta.get("progress"))) if meta.get("progress") else None,
-        retry=RetryNote.model_validate(_json(meta.get("retry"))) if meta.get("retry") else None,
-        arguments=_json(meta.get("args")),
+        operation=record.get("operation"),
+        status=status_of(record),
+        queue=record.get("queue"),
+        enqueued_at=_dt(record.get("enqueued_at")),
+        started_at=_dt(record.get("started_at")),
+        finished_at=_dt(record.get("finished_at")),
+        tries=int(record.get("tries") or 0),
+        progress=Progress.model_validate(_json(record["progress"])) if record.get("progress") else None,
+        retry=RetryNote.model_validate(_json(record["retry"])) if record.get("retry") else None,
+        result=result if isinstance(result, dict) or result is None else {"value": result},
+        error=ErrorInfo.model_validate(error) if error else None,
+        arguments=_json(record.get("args")),
     )
-    if raw_result is not None:
-        _apply_result(view, raw_result)
-    elif meta.get("cancelled_at"):
-        view.status = JobStatus.aborted
-        view.finished_at = _dt(meta["cancelled_at"])
-        view.error = ErrorInfo(type="aborted", message="job cancelled before it started")
-    elif running:
-        view.status = JobStatus.in_progress
-    elif raw_job is not None:
-        score = await redis.zscore(view.queue or DEFAULT_QUEUE, job_id)
-        if score is not None and score > time.time() * 1000:
-            view.status = JobStatus.deferred
-    elif int(meta.get("enqueued_at") or 0) < time.time() * 1000 - _ENQUEUE_GRACE_MS:
-        # A record with no arq keys long after its submission: the job was lost with its queue.
-        view.status = JobStatus.failed
-        view.error = ErrorInfo(type="lost", message="job is no longer in Redis")
-    return view
 
 
-def _apply_result(view: JobView, raw: bytes) -> None:
-    info = deserialize_result(raw, deserializer=deserialize)
-    view.operation = view.operation or info.function
-    view.enqueued_at = view.enqueued_at or info.enqueue_time
-    view.started_at = info.start_time
-    view.finished_at = info.finish_time
-    view.tries = info.job_try
-    view.progress = None if not info.success else Progress(percent=100, phase="done")
-    view.retry = None
-    if info.success:
-        view.status = JobStatus.complete
-        view.result = info.result if isinstance(info.result, dict) else {"value": info.result}
-        return
-    error = info.result.info if isinstance(info.result, JobError) else ErrorInfo(
-        type="job_failed", message=str(info.result)
-    )
-    view.error = error
-    view.status = JobStatus.aborted if error.type == "aborted" else JobStatus.failed
+async def read_job(redis: Any, job_id: str) -> JobView | None:
+    """Transitional: ``store.job_store.get``."""
+    from store import job_store
+
+    return await job_store.get(redis, job_id)
 
 
-async def read_jobs(redis: ArqRedis, job_ids: list[str]) -> list[JobView]:
-    """Views of many jobs at once; ids Redis no longer knows are left out."""
-    views = await asyncio.gather(*(read_job(redis, j) for j in job_ids))
-    return [v for v in views if v is not None]
+async def read_jobs(redis: Any, job_ids: list[str]) -> list[JobView]:
+    """Transitional: ``store.job_store.get_many``."""
+    from store import job_store
+
+    return await job_store.get_many(redis, job_ids)

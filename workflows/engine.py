@@ -18,11 +18,10 @@ from pydantic import ValidationError
 from contracts.files import PathRefused, normalize_paths
 from contracts.operations import OPERATIONS
 from contracts.requests import REQUEST_MODELS
-from contracts.webhooks import schedule_delivery
 from settings import DEFAULT_QUEUE, Settings
-from store import keys
-from store.enqueue import NewJob, create_job, now_ms
-from store.job_view import TERMINAL, JobStatus, JobView, read_jobs
+from store import job_store, keys
+from store.job_store import NewJob, now_ms
+from store.job_view import TERMINAL, JobStatus, JobView
 from workflows.model import REFERENCE, ReferenceError_, Step, WorkflowRequest, dependencies, references, resolve
 
 log = structlog.get_logger("workflows")
@@ -129,7 +128,7 @@ async def step_statuses(
 ) -> tuple[dict[str, str], dict[str, JobView]]:
     """Each step's status (its job's, once it has one) and the views of the steps' jobs."""
     job_ids = [step_job_id(workflow_id, s.id) for s in steps if states.get(s.id) == ENQUEUED]
-    views = {v.job_id: v for v in await read_jobs(redis, job_ids)}
+    views = {v.job_id: v for v in await job_store.get_many(redis, job_ids)}
     statuses = {}
     for step in steps:
         state = states.get(step.id, PENDING)
@@ -177,7 +176,7 @@ async def advance(redis: ArqRedis, settings: Settings, workflow_id: str) -> str 
             due_ms=int(record["due_ms"]) if record.get("due_ms") else None,
             meta={"workflow_id": workflow_id, "workflow_step": step.id},
         )
-        await create_job(redis, settings, job)
+        await job_store.create(redis, settings, job)
         await redis.hset(keys.workflow_steps(workflow_id), step.id, ENQUEUED)
         log.info("workflow.step_enqueued", workflow_id=workflow_id, step=step.id, job_id=job.job_id)
     if len(results) == len(steps):
@@ -196,7 +195,7 @@ async def _finish(redis: ArqRedis, workflow_id: str, status: str, error: str | N
             *_, callback = await pipe.execute()
         log.info("workflow.finished", workflow_id=workflow_id, status=status, error=error)
         if callback:
-            await schedule_delivery(redis, "workflow", workflow_id, finished, DEFAULT_QUEUE)
+            await job_store.schedule_delivery(redis, "workflow", workflow_id, finished, DEFAULT_QUEUE)
     return status
 
 

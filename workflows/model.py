@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field, model_validator
 
 from contracts.operations import Operation
-from store.enqueue import Priority
+from store.job_store import Priority
 
 # "${step.key.0.key}": a value from an earlier step's result, put where the string stands.
 REFERENCE = re.compile(r"\$\{([A-Za-z0-9_-]+)((?:\.[A-Za-z0-9_-]+)*)\}")

@@ -22,8 +22,8 @@ from contracts.files import PathRefused, normalize_paths
 from contracts.operations import OPERATIONS, Operation
 from contracts.requests import REQUEST_MODELS
 from settings import Settings
-from store import keys
-from store.enqueue import NewJob, Priority, create_job, now_ms
+from store import job_store, keys
+from store.job_store import NewJob, Priority, now_ms
 from workflows.engine import StepInvalid, create_workflow
 from workflows.model import WorkflowRequest
 
@@ -149,7 +149,7 @@ async def _fire(redis: ArqRedis, settings: Settings, schedule: dict[str, Any], s
             request = REQUEST_MODELS[template.operation].model_validate(template.arguments)
             normalize_paths(request, settings.data_dir, OPERATIONS[template.operation].service)
             job_id = f"sched-{schedule['id']}-{slot}"
-            await create_job(
+            await job_store.create(
                 redis,
                 settings,
                 NewJob(template.operation, request.model_dump(mode="json", by_alias=True), job_id,

@@ -9,11 +9,9 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel
 
 from service.deps import ApiKeyDep, RedisDep, SettingsDep
-from service.job_control import cancel, requeue
 from service.routers.workflows import advance_if_step
-from settings import DEFAULT_QUEUE
-from store import keys
-from store.job_view import TERMINAL, JobStatus, JobView, read_job, read_jobs
+from store import job_store, keys
+from store.job_view import TERMINAL, JobStatus, JobView
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -23,7 +21,7 @@ _ABORT_WAIT_S = 3.0
 
 
 async def _get(redis: RedisDep, job_id: str) -> JobView:
-    view = await read_job(redis, job_id)
+    view = await job_store.get(redis, job_id)
     if view is None:
         raise HTTPException(404, f"job {job_id} not found")
     return view
@@ -60,7 +58,7 @@ async def list_jobs(
         ids = [raw.decode() for raw in await redis.zrevrange(keys.RECENT_JOBS, position, position + 199)]
         if not ids:
             break
-        views = {v.job_id: v for v in await read_jobs(redis, ids)}
+        views = {v.job_id: v for v in await job_store.get_many(redis, ids)}
         for job_id in ids:
             position += 1
             view = views.get(job_id)
@@ -92,7 +90,7 @@ async def cancel_job(job_id: JobId, redis: RedisDep, settings: SettingsDep, _: A
     view = await _get(redis, job_id)
     if view.status in TERMINAL:
         raise HTTPException(409, f"job {job_id} already {view.status.value}")
-    outcome = await cancel(redis, settings, job_id, view.status, view.queue or DEFAULT_QUEUE)
+    outcome = await job_store.cancel(redis, settings, job_id)
     if outcome == "cancelled":
         await advance_if_step(redis, settings, job_id)
     if outcome == "aborting":
@@ -109,7 +107,9 @@ async def cancel_job(job_id: JobId, redis: RedisDep, settings: SettingsDep, _: A
 @router.post("/{job_id}/requeue", response_model=JobView, status_code=202)
 async def requeue_job(job_id: JobId, redis: RedisDep, settings: SettingsDep, _: ApiKeyDep) -> JobView:
     """Run a failed or aborted job again with its original arguments, under the same id."""
-    view = await _get(redis, job_id)
-    if not await requeue(redis, settings, job_id):
-        raise HTTPException(409, f"job {job_id} is {view.status.value}: only failed or aborted jobs can be requeued")
+    outcome = await job_store.requeue(redis, settings, job_id)
+    if outcome == "gone":
+        raise HTTPException(404, f"job {job_id} not found")
+    if outcome != "requeued":
+        raise HTTPException(409, f"job {job_id} is {outcome}: only failed or aborted jobs can be requeued")
     return await _get(redis, job_id)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path
 
 from service.deps import ApiKeyDep, RedisDep
-from store.enqueue import now_ms
+from store.job_store import now_ms
 from workflows import schedules
 from workflows.schedules import ScheduleRequest
 

@@ -11,12 +11,11 @@ from fastapi import APIRouter, HTTPException, Path, Request, WebSocket, WebSocke
 from pydantic import BaseModel
 
 from service.deps import ApiKeyDep, RedisDep, SettingsDep
-from service.job_control import cancel
 from service.live.auth import CLOSE_NOT_FOUND, authenticate
 from service.live.hub import JobEventHub
 from service.routers.operations import check_callback
-from settings import DEFAULT_QUEUE, Settings
-from store.job_view import read_job
+from settings import Settings
+from store import job_store
 from workflows.engine import StepInvalid, advance, create_workflow, mark_cancelled, step_job_id, view
 from workflows.model import WorkflowRequest
 
@@ -71,9 +70,7 @@ async def cancel_workflow(
     if found["status"] != "running":
         raise HTTPException(409, f"workflow {workflow_id} already {found['status']}")
     for job_id in await mark_cancelled(redis, workflow_id):
-        job = await read_job(redis, job_id)
-        if job is not None and job.status.value in ("queued", "deferred", "in_progress"):
-            await cancel(redis, settings, job_id, job.status, job.queue or DEFAULT_QUEUE)
+        await job_store.cancel(redis, settings, job_id)
     return await view(redis, workflow_id) or {}
 
 

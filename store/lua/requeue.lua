@@ -1,0 +1,20 @@
+-- Run a failed or aborted job again under its id: the first of many concurrent callers wins.
+-- KEYS: 1 record, 2 queue, 3 arq job, 4 arq result, 5 arq retry, 6 arq in-progress, 7 arq abort set,
+--       8 stats counts
+-- ARGV: 1 job id, 2 now (ms), 3 record TTL (s), 4 arq job payload, 5 arq job TTL (ms), 6 queue score,
+--       7 stats field, 8 status (queued|deferred), 9 due (ms, '' when due now)
+-- Returns 'requeued', 'busy' (arq still holds it), or the status that forbids it ('gone': no record).
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'failed' and status ~= 'aborted' then return status or 'gone' end
+if redis.call('EXISTS', KEYS[3], KEYS[6]) > 0 then return 'busy' end
+redis.call('DEL', KEYS[4], KEYS[5])
+redis.call('ZREM', KEYS[7], ARGV[1])
+redis.call('HDEL', KEYS[1], 'cancelled_at', 'started_at', 'progress', 'retry', 'tries', 'finished_at', 'result',
+  'error', 'worker', 'due_at')
+redis.call('HSET', KEYS[1], 'status', ARGV[8], 'enqueued_at', ARGV[2])
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'due_at', ARGV[9]) end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('PSETEX', KEYS[3], ARGV[5], ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
+redis.call('HINCRBY', KEYS[8], ARGV[7], 1)
+return 'requeued'

@@ -1,0 +1,41 @@
+"""The job store's Lua scripts (``store/lua/*.lua``), run through redis-py's public ``evalsha``.
+
+Each script is one atomic step of a job's life; the files say what they take and return, and
+``tests/test_job_store_scripts.py`` runs each one against a real Redis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+
+class Script:
+    """One Lua script: sent by its SHA, loaded again when Redis has forgotten it (a restart)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.source = resources.files("store").joinpath("lua", f"{name}.lua").read_text()
+        self.sha = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, redis: Redis, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await redis.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+        except NoScriptError:
+            await redis.script_load(self.source)
+            return await redis.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+
+
+CREATE = Script("create")
+CLAIM = Script("claim")
+START = Script("start")
+FINISH = Script("finish")
+CANCEL = Script("cancel")
+ABORT = Script("abort")
+REQUEUE = Script("requeue")
+REAP = Script("reap")
+ALL = (CREATE, CLAIM, START, FINISH, CANCEL, ABORT, REQUEUE, REAP)
