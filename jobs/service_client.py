@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -45,8 +45,23 @@ def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
         return None
 
 
+async def _lines(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The body's lines, however long: aiohttp's own line reader refuses lines past its buffer
+    (512 KiB), and a result line (a clash list, an IDS report) can be many megabytes."""
+    pending = bytearray()
+    async for chunk in resp.content.iter_any():
+        pending += chunk
+        start = 0
+        while (end := pending.find(b"\n", start)) >= 0:
+            yield bytes(pending[start:end])
+            start = end + 1
+        del pending[:start]
+    if pending:
+        yield bytes(pending)
+
+
 async def _read_stream(resp: aiohttp.ClientResponse, service: str, on_progress: ProgressCallback) -> dict[str, Any]:
-    async for raw in resp.content:
+    async for raw in _lines(resp):
         line = raw.strip()
         if not line:
             continue

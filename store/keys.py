@@ -17,8 +17,9 @@ ARQ_RESULT = result_key_prefix  # finished job: success flag, result or error, t
 ARQ_RETRY = retry_key_prefix  # try counter
 ARQ_ABORT = abort_jobs_ss  # ids whose abort was requested
 
-# Our per-job record: operation, queue, request id, original arguments (for requeue), progress and
-# retry notes. arq keeps none of these across the job's life, and the status API needs all of them.
+# A job's record, the one truth about it (store/job_store.py writes it, nothing else does): status,
+# operation, queue, request id, original arguments (for requeue), times, tries, the worker holding it,
+# progress, retry note, result or error. The status API and live status read only this.
 JOB_META = "ifcflow:job:"
 
 # Idempotency-Key -> job id happens by hashing, so no key is needed for it; the job's meta holds the
@@ -68,10 +69,8 @@ QUEUE_SAMPLE_LOCK = "ifcflow:queue-sample-lock:"
 SERVICE_HEALTH = "ifcflow:service-health:"
 
 
-# Jobs a worker is running right now, so a live worker can hand them back when this one dies.
+# Jobs a worker holds right now (written with the claim), so a live worker can hand them back when it dies.
 WORKER_JOBS = "ifcflow:worker-jobs:"
-# Per queue, jobs claimed (arq's in-progress key) but recorded by no live worker -> first seen (ms).
-ORPHAN_SUSPECTS = "ifcflow:orphan-suspects:"
 
 
 def job_meta(job_id: str) -> str:
@@ -88,10 +87,6 @@ def service_health(service: str) -> str:
 
 def worker_jobs(worker_id: str) -> str:
     return WORKER_JOBS + worker_id
-
-
-def orphan_suspects(queue: str) -> str:
-    return ORPHAN_SUSPECTS + queue
 
 
 def stats_histogram(name: str, operation: str) -> str:

@@ -83,3 +83,18 @@ async def test_a_busy_service_is_retried_and_a_client_error_fails_at_once(any_wo
     view = await job_store.get(aredis, "j-bad")
     assert failed["status"] == "failed" and view is not None and view.error is not None
     assert view.error.message == "not IFC" and view.tries == 1
+
+
+async def test_a_result_of_several_megabytes_streamed_by_the_service_completes_whole(
+    any_worker, aredis, env, stub, data_dir
+):
+    clashes = [{"a": f"{i:022d}", "b": f"{i + 1:022d}", "distance": -0.01 * i} for i in range(60_000)]
+    result = {"output_files": ["output/ifcclash/c.json"], "clashes": clashes}
+    stub.will("/ifcconvert", Behaviour(stream=[{"event": "progress", "percent": 50, "phase": "clash"},
+                                               {"event": "result", "result": result}]))
+    await enqueue(aredis, env, "j-big", data_dir)
+    done = await settle(aredis, "j-big", {"complete", "failed"})
+    assert done["status"] == "complete", done.get("error")
+    assert len(done["result"]) > 4 * 1024 * 1024
+    view = await job_store.get(aredis, "j-big")
+    assert view is not None and view.result == result
