@@ -26,6 +26,7 @@ SCENARIOS = {
     "concurrency": "concurrency",
     "live": "live_latency",
     "sockets": "many_sockets",
+    "fleet": "fleet",
 }
 ALIASES = {str(i): name for i, name in enumerate(SCENARIOS, start=1)}
 

@@ -35,6 +35,11 @@ class Sizes:
     # 7 many sockets: sockets on one gateway, events sent to all of them.
     many_sockets: int
     many_events: int
+    # 8 fleet: worker processes per case, slots per worker, seconds per job, backlog in fleet capacities.
+    fleet_workers: tuple[int, ...] = (1, 2, 4, 8)
+    fleet_max_jobs: int = 10
+    fleet_job_s: float = 2.0
+    fleet_backlog: int = 4
 
 
 FULL = Sizes(
@@ -83,4 +88,8 @@ QUICK = Sizes(
     poll_events=1,
     many_sockets=20,
     many_events=2,
+    fleet_workers=(1, 2),
+    fleet_max_jobs=3,
+    fleet_job_s=0.3,
+    fleet_backlog=2,
 )

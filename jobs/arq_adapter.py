@@ -14,6 +14,7 @@ runs arq's own ``Worker`` unchanged, which works the same, with arq's claims.
 Tested with arq 0.28.0 (pyproject pins ``arq>=0.28,<0.29``). What it uses of arq beyond the public
 ``Worker`` signature, each checked by ``tests/test_arq_contract.py``:
 - ``Worker.start_jobs(job_ids)``: overridden; called by ``_poll_iteration`` with the due ids it read.
+- ``Worker.finish_job(...)``: wrapped so that its write is retried while Redis refuses writes.
 - ``Worker.finish_failed_job(job_id, result_data)``: overridden to settle our record too; arq calls
   it when it fails a job without running it (expired, max tries, unknown function), and then skips
   the ``after_job_end`` hook.
@@ -29,12 +30,13 @@ from typing import Any
 import arq.worker
 import structlog
 
+from jobs.persist import until_written
 from settings import get_settings
 from store import job_store
 
 log = structlog.get_logger("jobs.worker")
 
-USED_METHODS = ("start_jobs", "finish_failed_job", "run_job", "_release_sem_dec_counter_on_complete")
+USED_METHODS = ("start_jobs", "finish_job", "finish_failed_job", "run_job", "_release_sem_dec_counter_on_complete")
 USED_ATTRIBUTES = ("sem", "job_counter", "max_jobs", "tasks", "queue_name", "in_progress_timeout_s", "loop", "ctx")
 
 
@@ -58,10 +60,15 @@ class BatchClaimWorker(arq.worker.Worker):
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
 
+    async def finish_job(self, *args: Any, **kwargs: Any) -> None:
+        """arq's own, retried until Redis takes it (a full Redis would otherwise stop the worker)."""
+        await until_written("arq result", lambda: super(BatchClaimWorker, self).finish_job(*args, **kwargs))
+
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
         """arq's own, then the record takes the failure arq stored (no hook runs on this path)."""
-        await super().finish_failed_job(job_id, result_data)
-        await job_store.settle_from_arq(self.pool, get_settings(), job_id, self.ctx.get("worker_id", ""))
+        await until_written("arq result", lambda: super(BatchClaimWorker, self).finish_failed_job(job_id, result_data))
+        await until_written("job end", lambda: job_store.settle_from_arq(
+            self.pool, get_settings(), job_id, self.ctx.get("worker_id", "")))
 
 
 def run(settings_cls: type, **overrides: Any) -> BatchClaimWorker:

@@ -14,6 +14,7 @@ from typing import Any, cast
 import structlog
 
 from jobs.context import WorkerContext
+from jobs.persist import until_written
 from store import job_store
 from workflows.engine import advance
 
@@ -26,7 +27,7 @@ async def on_job_start(raw_ctx: dict[str, Any]) -> None:
     ctx = cast(WorkerContext, raw_ctx)
     job_id, attempt = ctx["job_id"], ctx["job_try"]
     ctx["try_started"] = time.perf_counter()
-    start = await job_store.start(ctx["redis"], job_id, ctx["worker_id"], attempt)
+    start = await until_written("job start", lambda: job_store.start(ctx["redis"], job_id, ctx["worker_id"], attempt))
     if start is None:  # a cron run or a webhook delivery: nothing to record
         return
     ctx["job"] = start
@@ -43,7 +44,7 @@ async def after_job_end(raw_ctx: dict[str, Any]) -> None:
     redis, settings, job_id, worker_id = ctx["redis"], ctx["settings"], ctx["job_id"], ctx["worker_id"]
     start = ctx.get("job")
     if start is None:
-        await job_store.release(redis, job_id, worker_id)
+        await until_written("job end", lambda: job_store.release(redis, job_id, worker_id))
         return
     ctx["counters"]["running"] -= 1
     end = ctx.get("try_end") or job_store.TryEnd("interrupted")
@@ -52,10 +53,10 @@ async def after_job_end(raw_ctx: dict[str, Any]) -> None:
         ctx["counters"][counter] += 1  # type: ignore[literal-required]
     attempt = ctx["job_try"]
     waited = time.time() - start.queued_since_ms / 1000 if attempt == 1 else None
-    await job_store.finish(
-        redis, settings, job_id, worker_id, attempt, start.operation, end,
-        duration_s=time.perf_counter() - ctx["try_started"], waited_s=waited,
-    )
+    duration = time.perf_counter() - ctx["try_started"]
+    await until_written("job end", lambda: job_store.finish(
+        redis, settings, job_id, worker_id, attempt, start.operation, end, duration_s=duration, waited_s=waited,
+    ))
     if end.outcome not in _OVER:
         return
     if "workflow_id" in start.hooks:

@@ -282,7 +282,7 @@ def test_script_shas_match_their_sources():
     import hashlib
 
     for script in scripts.ALL:
-        assert script.sha == hashlib.sha1(script.source.encode()).hexdigest()  # noqa: S324
+        assert script.sha == hashlib.sha1(script.source.encode()).hexdigest()
         assert script.source.startswith("--"), f"{script.name}.lua says what it takes first"
 
 
@@ -290,3 +290,24 @@ def test_script_shas_match_their_sources():
 def _no_slow_clock() -> None:
     # The record's times are milliseconds of the wall clock: the tests assume it moves forward.
     assert time.time() > 1_700_000_000
+
+
+async def test_a_job_end_refused_by_a_full_redis_is_retried_until_it_is_written(aredis, settings):
+    from redis.exceptions import OutOfMemoryError
+
+    from jobs.persist import until_written
+
+    await made(aredis, settings)
+    await job_store.start(aredis, "job-1", WORKER, 1)
+    refusals = 2
+    end = TryEnd("complete", result={"ok": True})
+
+    async def write() -> bool:
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            raise OutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'.")
+        return await job_store.finish(aredis, settings, "job-1", WORKER, 1, Operation.ifcconvert, end)
+
+    assert await asyncio.wait_for(until_written("job end", write), 10)
+    assert refusals == 0 and (await record(aredis, "job-1"))["status"] == "complete"
