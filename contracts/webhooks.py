@@ -26,13 +26,19 @@ class CallbackRefused(ValueError):
 
 def check_callback_url(url: str, allowed_hosts: list[str]) -> str:
     """The URL if its scheme is http(s) and its host is on the allowlist; else ``CallbackRefused``."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        # urlsplit and .port raise ValueError for a bad port, a bracketed non-IP host or NFKC tricks.
+        parts = urlsplit(url)
+        port = parts.port
+        hostname = parts.hostname
+    except ValueError as exc:
+        raise CallbackRefused(f"callback_url: not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not hostname:
         raise CallbackRefused("callback_url: must be an http or https URL")
     if parts.username or parts.password:
         raise CallbackRefused("callback_url: must not carry credentials")
-    host = parts.hostname.lower()
-    with_port = f"{host}:{parts.port}" if parts.port else host
+    host = hostname.lower()
+    with_port = f"{host}:{port}" if port else host
     patterns = [p.lower() for p in allowed_hosts]
     if not any(fnmatch.fnmatchcase(host, p) or fnmatch.fnmatchcase(with_port, p) for p in patterns):
         raise CallbackRefused(
