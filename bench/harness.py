@@ -157,7 +157,7 @@ class Scope:
         port = free_port()
         args = python_args(
             "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--backlog", "4096",
-            "--ws-per-message-deflate", "false", "--ws", "service.live.wsprotocol:FanOutWebSocketProtocol",
+            "--ws-per-message-deflate", "false",
         )
         proc = self._start("gateway", args, env)
         url = f"http://127.0.0.1:{port}"

@@ -119,8 +119,5 @@ def gateway_spec(opts: UpOptions, env: Mapping[str, str]) -> ChildSpec:
         "--timeout-graceful-shutdown", "10",
         # Live-status messages are small; compressing them cost ~40 KB per socket and CPU per send.
         "--ws-per-message-deflate", "false",
-        # uvicorn's sansio WebSocket protocol, letting the live hub write a change's frame, encoded once,
-        # to every follower's socket (service/live/wsprotocol.py).
-        "--ws", "service.live.wsprotocol:FanOutWebSocketProtocol",
     )  # fmt: skip
     return ChildSpec("gateway", argv, env, stop_timeout=15.0, tier=TIER_GATEWAY)

@@ -11,14 +11,18 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Metadata first: the heavy ifcopenshell layer is rebuilt only when pyproject.toml changes.
-COPY pyproject.toml README.md* ./
+# Metadata first: the heavy ifcopenshell layer is rebuilt only when pyproject.toml or the lock file changes.
+# The lock's pins (-c): the image gets the versions CI tested, not whatever the ranges allow today.
+COPY pyproject.toml requirements.lock README.md* ./
 RUN mkdir -p contracts && touch contracts/__init__.py \
-    && pip install ".[ifc]" \
+    && pip install -c requirements.lock ".[ifc]" \
     && pip uninstall --yes ifcflow \
     && rm -rf contracts
+# contracts, settings, store and workflows: the packages every ifcflow image carries beside its own.
 COPY contracts ./contracts
 COPY settings ./settings
+COPY store ./store
+COPY workflows ./workflows
 COPY ifcservices ./ifcservices
 RUN pip install --no-deps . && python -c "import ifcopenshell, ifcservices, settings"
 

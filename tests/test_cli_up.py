@@ -184,6 +184,15 @@ def test_api_key_and_service_urls() -> None:
     assert urls == {f"IFCFLOW_{s.upper()}_URL": f"http://127.0.0.1:8100/{s}" for s in SERVICES}
 
 
+def test_the_gateway_runs_on_stock_uvicorn_options() -> None:
+    from cli.plan import UpOptions, gateway_spec
+
+    argv = list(gateway_spec(UpOptions(port=8123), {}).argv)
+    assert argv[1:4] == ["-m", "uvicorn", "service.app:app"] and argv[argv.index("--port") + 1] == "8123"
+    assert argv[argv.index("--ws-per-message-deflate") + 1] == "false"
+    assert "--ws" not in argv, "uvicorn's own WebSocket protocol: no protocol class of ifcflow's"
+
+
 def test_supervisor_restarts_then_gives_up() -> None:
     import io
     import threading

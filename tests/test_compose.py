@@ -111,6 +111,8 @@ def test_gateway_command_serves_the_app(services: dict[str, dict[str, Any]]) -> 
     assert defines(module, attr), f"{module} defines no {attr}"
     assert option(command, "--host") == "0.0.0.0" and option(command, "--port") == "8000"
     assert services["gateway"]["ports"] == ["${GATEWAY_PORT:-8000}:8000"]
+    assert option(command, "--ws-per-message-deflate") == "false"
+    assert "--ws" not in command, "uvicorn's own WebSocket protocol: no protocol class of ifcflow's"
 
 
 def test_worker_command_runs_the_worker(services: dict[str, dict[str, Any]]) -> None:
@@ -315,11 +317,33 @@ def test_dockerfile(name: str) -> None:
                 for source in sources:
                     assert glob.glob(str(REPO / source)) or source.endswith("*"), f"{name}: COPY {source}: not found"
     installs = " ".join(a for s in stages for k, a in s if k == "RUN" and "pip install" in a)
+    assert "-c requirements.lock" in installs, "dependencies at the lock file's pins"
+    copied = {src.rstrip("/") for s in stages for k, a in s if k == "COPY" and not a.startswith("--from=")
+              for src in a.split()[:-1]}
+    assert {"requirements.lock", *SHARED_PACKAGES} <= copied, sorted(copied)
+    admitted = _dockerignore_exceptions(path.with_name(f"{name}.dockerignore"))
+    assert copied - {"README.md*"} <= admitted, f"{name}.dockerignore leaves out {sorted(copied - admitted)}"
     if name == "Dockerfile":
         assert "[ifc]" not in installs, "the gateway/worker image stays without ifcopenshell"
         assert not any(k == "COPY" and "ifcservices" in a for s in stages for k, a in s)
+        assert {"service", "jobs", "cli"} <= copied
+        cmd = json.loads(next(a for k, a in reversed(final) if k == "CMD"))
+        assert cmd[:2] == ["uvicorn", "service.app:app"] and option(cmd, "--ws-per-message-deflate") == "false"
+        assert "--ws" not in cmd, "uvicorn's own WebSocket protocol: no protocol class of ifcflow's"
     else:
         assert '".[ifc]"' in installs
+        assert "ifcservices" in copied
+
+
+# What every image installs beside its own packages: the gateway imports workflows, all of them store.
+SHARED_PACKAGES = ("contracts", "settings", "store", "workflows")
+
+
+def _dockerignore_exceptions(path: Path) -> set[str]:
+    """The paths a ``**``-first .dockerignore lets into the build context (its ``!`` lines)."""
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    assert "**" in lines, f"{path.name}: start from nothing (**), then admit what the image needs"
+    return {line[1:].rstrip("/") for line in lines if line.startswith("!")}
 
 
 def _arg_defaults(dockerfile: Path) -> dict[str, str]:

@@ -281,6 +281,8 @@ def test_gateway_and_worker_commands(resources: list[dict[str, Any]]):
     assert defines(*command[1].split(":"))
     assert option(command, "--host") == "0.0.0.0"
     assert {p["containerPort"] for p in gateway["ports"]} == {int(option(command, "--port"))}
+    assert option(command, "--ws-per-message-deflate") == "false"
+    assert "--ws" not in command, "uvicorn's own WebSocket protocol: no protocol class of ifcflow's"
 
     worker = _container(_find(resources, "Deployment", "worker"))
     assert worker["command"] == ["arq", "jobs.WorkerSettings"] and worker["image"].startswith("ifcflow:")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 
 import httpx
@@ -35,15 +36,34 @@ def ws_url(http_url: str, path: str) -> str:
     return "ws" + http_url.removeprefix("http") + path
 
 
-# How ifcflow starts the gateway (cli/plan.py, compose, Kubernetes, the image): with the WebSocket protocol
-# that lets the hub write each change's frame straight to the sockets.
-FRAMES = ["--ws-per-message-deflate", "false", "--ws", "service.live.wsprotocol:FanOutWebSocketProtocol"]
+# How ifcflow starts the gateway (cli/plan.py, compose, Kubernetes, the image): stock uvicorn, its own
+# WebSocket protocol, without per-message deflate.
+PRODUCTION = ["--ws-per-message-deflate", "false"]
+
+
+def keyspace_subscriptions(client):
+    """The keyspace channels the gateway is subscribed to, and how many patterns."""
+    channels = [c.decode() for c in client.pubsub_channels("__keyspace@0__:*")]
+    return sorted(channels), client.pubsub_numpat()
+
+
+async def until_subscribed(client, channels=None, patterns=0, timeout=10.0):
+    """Wait (with a deadline) until Redis has exactly these keyspace subscriptions."""
+    wanted = (sorted(channels or []), patterns)
+    deadline = time.monotonic() + timeout
+    while (got := keyspace_subscriptions(client)) != wanted:
+        assert time.monotonic() < deadline, f"subscriptions {got}, not {wanted}"
+        await asyncio.sleep(0.02)
+
+
+def channel_of(job_id):
+    return f"__keyspace@0__:ifcflow:job:{job_id}"
 
 
 @pytest.fixture
 def gateway(env, tmp_path):
-    """This module's gateway: the production command (conftest's is plain uvicorn: sends go through ASGI)."""
-    proc = _start_gateway(env, tmp_path, *FRAMES)
+    """This module's gateway: the production command (conftest's is uvicorn with its defaults)."""
+    proc = _start_gateway(env, tmp_path, *PRODUCTION)
     try:
         yield proc.url
     finally:
@@ -87,11 +107,11 @@ async def test_a_real_job_streams_queued_in_progress_progress_complete_in_order(
     assert messages[-1] == {**(await api.get(f"/jobs/{job_id}")).json(), "event": "complete"}
 
 
-async def test_without_the_frame_protocol_every_message_goes_through_asgi_and_the_sequence_is_the_same(
+async def test_under_uvicorns_defaults_with_per_message_deflate_the_sequence_is_the_same(
     env, tmp_path, sync_redis, stub
 ):
     stub.will("/ifcconvert", Behaviour(delay=0.3, stream=PROGRESS_STREAM))
-    gateway = _start_gateway(env, tmp_path)  # plain uvicorn, as conftest starts it
+    gateway = _start_gateway(env, tmp_path)  # uvicorn with its defaults, as conftest starts it
     worker = start_worker(env, tmp_path / "worker.log", sync_redis)
     try:
         async with httpx.AsyncClient(base_url=gateway.url, headers={"X-API-Key": API_KEY}, timeout=10) as api:
@@ -109,25 +129,43 @@ async def test_without_the_frame_protocol_every_message_goes_through_asgi_and_th
 
 async def test_redis_sends_this_gateway_notifications_only_for_what_is_followed(api, gateway, sync_redis):
     """Nobody watching: no subscription at all (a submit costs the gateway no notification); a job's
-    follower: that job's five keyspace channels; the all-jobs stream: the patterns, while it is open."""
-
-    def subscriptions():
-        channels = [c.decode() for c in sync_redis.pubsub_channels("__keyspace@0__:*")]
-        return sorted(channels), sync_redis.pubsub_numpat()
-
+    follower: that job's record's one keyspace channel; the all-jobs stream: one pattern, while it is open."""
     job_id = await submit(api)
-    assert subscriptions() == ([], 0)
+    assert keyspace_subscriptions(sync_redis) == ([], 0)
     async with websockets.connect(ws_url(gateway, f"/jobs/{job_id}/ws?api_key={API_KEY}")) as socket:
-        await socket.recv()
-        channels, patterns = subscriptions()
-        assert patterns == 0 and len(channels) == 5 and all(c.endswith(job_id) for c in channels)
+        await socket.recv()  # the snapshot is read only once the subscription is confirmed
+        assert keyspace_subscriptions(sync_redis) == ([channel_of(job_id)], 0)
         async with websockets.connect(ws_url(gateway, f"/ws/jobs?api_key={API_KEY}")):
-            await asyncio.sleep(0.3)
-            assert subscriptions()[1] == 5
-    deadline = time.monotonic() + 5
-    while subscriptions() != ([], 0) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert subscriptions() == ([], 0)
+            await until_subscribed(sync_redis, [channel_of(job_id)], patterns=1)
+    await until_subscribed(sync_redis)
+
+
+async def test_every_change_of_a_record_reaches_every_one_of_many_sockets(api, gateway, sync_redis):
+    """No worker: the test moves the job itself, writing its record as the job store does."""
+    job_id = await submit(api)
+    url = ws_url(gateway, f"/jobs/{job_id}/ws?api_key={API_KEY}")
+    sockets = [await websockets.connect(url, compression=None) for _ in range(50)]
+    try:
+        for socket in sockets:
+            assert json.loads(await asyncio.wait_for(socket.recv(), 10))["event"] == "snapshot"
+        record, now = f"ifcflow:job:{job_id}", int(time.time() * 1000)
+        changes = [
+            ({"status": "in_progress", "started_at": now}, ("in_progress", None)),
+            ({"progress": json.dumps({"percent": 20, "phase": "parsing"})}, ("progress", 20)),
+            ({"progress": json.dumps({"percent": 60, "phase": "writing"})}, ("progress", 60)),
+        ]
+        for fields, expected in changes:
+            sync_redis.hset(record, mapping=fields)
+            got = [json.loads(await asyncio.wait_for(s.recv(), 10)) for s in sockets]
+            assert {(m["event"], (m["progress"] or {}).get("percent")) for m in got} == {expected}
+        sync_redis.hset(record, mapping={"status": "complete", "finished_at": now + 1,
+                                         "result": json.dumps({"output_files": ["out.glb"]})})
+        ends = [await collect(s, timeout=10) for s in sockets]
+        assert all([m["event"] for m in end] == ["complete"] for end in ends)
+        assert {s.close_code for s in sockets} == {1000}
+    finally:
+        for socket in sockets:
+            await socket.close()
 
 
 async def test_failed_and_retrying_events_carry_their_reason(api, gateway, worker, stub):
@@ -172,10 +210,10 @@ async def test_a_finished_job_gets_its_snapshot_and_a_clean_close(api, gateway, 
     assert messages[0]["status"] == "complete"
 
 
-async def test_all_jobs_stream_honours_operation_and_status_filters(api, gateway, worker, stub):
+async def test_all_jobs_stream_honours_operation_and_status_filters(api, gateway, worker, stub, sync_redis):
     url = ws_url(gateway, "/ws/jobs?operation=ifc2json&status=complete")
     async with websockets.connect(url, additional_headers={"X-API-Key": API_KEY}) as socket:
-        await asyncio.sleep(0.2)
+        await until_subscribed(sync_redis, patterns=1)
         await submit(api)  # a convert job: filtered out
         wanted = await submit(api, "/ifc2json", {"filename": "model.ifc", "output_filename": "m.json"})
         got = json.loads(await asyncio.wait_for(socket.recv(), 15))
@@ -248,7 +286,7 @@ async def test_without_config_rights_the_gateway_polls_and_clients_still_see_eve
 ):
     start, _ = own_redis
     client = start("--rename-command", "CONFIG", "")
-    gateway = _start_gateway(env, tmp_path, *FRAMES)
+    gateway = _start_gateway(env, tmp_path, *PRODUCTION)
     worker = start_worker(env, tmp_path / "worker.log", client)
     try:
         async with httpx.AsyncClient(base_url=gateway.url, headers={"X-API-Key": API_KEY}, timeout=10) as api:
@@ -269,7 +307,7 @@ async def test_without_config_rights_the_gateway_polls_and_clients_still_see_eve
 async def test_a_redis_restart_mid_stream_is_survived_and_later_changes_still_arrive(own_redis, env, tmp_path):
     start, servers = own_redis
     start()
-    gateway = _start_gateway(env, tmp_path, *FRAMES)
+    gateway = _start_gateway(env, tmp_path, *PRODUCTION)
     try:
         async with httpx.AsyncClient(base_url=gateway.url, headers={"X-API-Key": API_KEY}, timeout=10) as api:
             job_id = await submit(api, body={**CONVERT, "defer_by": 3600})
@@ -277,8 +315,8 @@ async def test_a_redis_restart_mid_stream_is_survived_and_later_changes_still_ar
                 assert json.loads(await socket.recv())["status"] == "deferred"
                 servers["proc"].terminate()
                 servers["proc"].wait(10)
-                start()  # same port, same AOF: the deferred job is still there
-                await asyncio.sleep(1.5)
+                restarted = start()  # same port, same AOF: the deferred job is still there
+                await until_subscribed(restarted, [channel_of(job_id)], timeout=15)  # the gateway is back
                 deadline = time.monotonic() + 15
                 while time.monotonic() < deadline:
                     r = await api.delete(f"/jobs/{job_id}")
@@ -295,7 +333,7 @@ async def test_a_redis_restart_mid_stream_is_survived_and_later_changes_still_ar
 def _start_gateway(env, tmp_path, *options):
     port = free_port()
     proc = Process(
-        ["python", "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", str(port), *options],
+        [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", str(port), *options],
         env,
         tmp_path / f"gateway-{port}.log",
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import struct
 from typing import Any, NamedTuple
 
 from store.job_view import JobStatus, JobView
@@ -39,27 +38,9 @@ class Event(NamedTuple):
     kind: str
     status: str
     text: str  # the JSON message: the job's view (as GET /jobs/{id} gives it) plus "event"
-    # The same as an ASGI send message, made once and shared by every socket (nothing on the way to the
-    # server changes a websocket.send message; only http.response.start gets headers added).
-    asgi: dict[str, Any]
-    frame: bytes  # and as a WebSocket frame, for sockets the hub writes to directly
 
 
 def message(kind: str, view: JobView) -> Event:
     """The message for ``view`` after the change ``kind``."""
     body = {"event": kind, **view.model_dump(mode="json")}
-    text = json.dumps(body, separators=(",", ":"))
-    return Event(kind, view.status.value, text, {"type": "websocket.send", "text": text}, text_frame(text))
-
-
-def text_frame(text: str) -> bytes:
-    """``text`` as one final, unmasked text frame (RFC 6455 5.2), as a server sends it."""
-    payload = text.encode()
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", 0x81, n)
-    elif n < 1 << 16:
-        head = struct.pack("!BBH", 0x81, 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x81, 127, n)
-    return head + payload
+    return Event(kind, view.status.value, json.dumps(body, separators=(",", ":")))

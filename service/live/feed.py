@@ -1,10 +1,12 @@
 """Keyspace notifications for the jobs somebody follows, on the gateway's one pubsub connection.
 
-Why per job: with patterns for every job's keys, the gateway received and parsed several notifications
+Why one channel per job: every transition of a job (queued, in_progress, progress, retrying, complete,
+failed, aborted) is written to its one record, ``ifcflow:job:<id>``, so that key's keyspace channel
+tells of every change. With a pattern for every job, the gateway would receive and parse a notification
 for every submit and every state change of every job, followed or not (about 3 % of its CPU under a
-submit load with nobody watching). Now a job's five keyspace channels are subscribed while it has
-followers, and the patterns for every job only while somebody follows every job (``WS /ws/jobs``); with
-nobody watching the gateway gets no notification at all.
+submit load with nobody watching). So a job's channel is subscribed while it has followers, and the
+pattern for every job's record only while somebody follows every job (``WS /ws/jobs``); with nobody
+watching the gateway gets no notification at all.
 
 Why followers wait for Redis's confirmation: a change is only seen if it is written after the
 subscription took effect; a follower that reads its snapshot after the confirmation therefore misses
@@ -31,10 +33,7 @@ from store.redis_client import connection_pool
 
 log = structlog.get_logger("service.live")
 
-# Keys whose changes move a job's state; the job id is what follows the prefix. JOB_META comes last: the
-# confirmation of its channel (or pattern) is the last of a SUBSCRIBE's, so it means all are in place.
-WATCHED_PREFIXES = (keys.ARQ_JOB, keys.ARQ_IN_PROGRESS, keys.ARQ_RESULT, keys.ARQ_RETRY, keys.JOB_META)
-EVERY_JOB = "*"  # what the all-jobs stream follows
+EVERY_JOB = "*"  # what the all-jobs stream follows: the pattern over every job's record
 _CONFIRM_WAIT_S = 2.0
 
 
@@ -61,11 +60,12 @@ class KeyspaceFeed:
         self._prefix = ""  # "__keyspace@<db>__:"
 
     def follow(self, key: str) -> None:
-        """Subscribe to a job's channels (or, for EVERY_JOB, the patterns), once it has its first follower."""
+        """Subscribe to a job's channel (or, for EVERY_JOB, the pattern), once it has its first follower."""
         self._wanted.add(key)
         self._request(key, reread=False)
 
     def unfollow(self, key: str) -> None:
+        """Unsubscribe once the last follower of ``key`` left."""
         self._wanted.discard(key)
         if self._connected:
             self._outbox.put_nowait((key, False))
@@ -164,18 +164,17 @@ class KeyspaceFeed:
         """Send (UN)SUBSCRIBEs in the order they were asked for: confirmations are matched to them by order."""
         while True:
             key, subscribe = await self._outbox.get()
+            channel = f"{self._prefix}{keys.JOB_META}{key}"  # for EVERY_JOB, the pattern ...:ifcflow:job:*
             if key == EVERY_JOB:
-                patterns = [f"{self._prefix}{p}*" for p in WATCHED_PREFIXES]
-                await (pubsub.psubscribe(*patterns) if subscribe else pubsub.punsubscribe(*patterns))
+                await (pubsub.psubscribe(channel) if subscribe else pubsub.punsubscribe(channel))
             else:
-                channels = [f"{self._prefix}{p}{key}" for p in WATCHED_PREFIXES]
-                await (pubsub.subscribe(*channels) if subscribe else pubsub.unsubscribe(*channels))
+                await (pubsub.subscribe(channel) if subscribe else pubsub.unsubscribe(channel))
             self._subscribed.set()
 
     async def _read(self, pubsub: PubSub) -> None:
-        meta_channel = f"{self._prefix}{keys.JOB_META}".encode()
-        meta_pattern = f"{self._prefix}{keys.JOB_META}*".encode()
-        skip = len(self._prefix)
+        records = f"{self._prefix}{keys.JOB_META}".encode()  # what every job's channel starts with
+        every_job = records + EVERY_JOB.encode()
+        skip = len(records)
         while True:
             if not pubsub.subscribed:  # nothing followed: nothing to read until something is
                 self._subscribed.clear()
@@ -184,26 +183,16 @@ class KeyspaceFeed:
             msg = await pubsub.get_message(timeout=None)
             if msg is None:
                 continue
-            kind = msg["type"]
+            kind, channel = msg["type"], msg["channel"]
             if kind in ("message", "pmessage"):
-                job_id = _job_id_of(msg["channel"].decode()[skip:])
-                if job_id:
-                    self._on_change(job_id)
-            elif kind == "subscribe" and msg["channel"].startswith(meta_channel):
-                self._confirmed(msg["channel"][len(meta_channel):].decode())
-            elif kind == "psubscribe" and msg["channel"] == meta_pattern:
+                if channel.startswith(records):
+                    self._on_change(channel[skip:].decode())
+            elif kind == "subscribe" and channel.startswith(records):
+                self._confirmed(channel[skip:].decode())
+            elif kind == "psubscribe" and channel == every_job:
                 self._confirmed(EVERY_JOB)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-def _job_id_of(key: str) -> str | None:
-    for prefix in WATCHED_PREFIXES:
-        if key.startswith(prefix):
-            job_id = key[len(prefix):]
-            # arq's cron runs (the service health checks) are the workers' own business, not jobs.
-            return None if job_id.startswith("cron:") else job_id
-    return None

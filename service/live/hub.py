@@ -1,9 +1,10 @@
 """One pubsub connection per gateway process, fanned out in-process to every live client.
 
 On each keyspace notification for a job somebody follows (``service.live.feed``), the job is marked
-dirty; a single reader reads each dirty job once, encodes its new view once, and hands it to every
-subscriber, which sends it at once (``service.live.subscriber``). Without notifications (CONFIG refused)
-the same reader is fed by polling instead, so clients still see every state.
+dirty; a single reader reads each dirty job's record once, encodes its new view once, and puts that one
+message in every subscriber's queue (``service.live.subscriber``), never waiting for a client. Without
+notifications (CONFIG refused) the same reader is fed by polling instead, so clients still see every
+state.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from service.live.feed import EVERY_JOB, KeyspaceFeed
 from service.live.notifications import enable_keyspace_notifications
 from service.live.subscriber import Subscriber
 from settings import Settings
-from store import keys
-from store.job_view import TERMINAL, JobView, read_job
+from store import job_store, keys
+from store.job_view import TERMINAL, JobView
 
 __all__ = ["JobEventHub", "Subscriber"]
 
@@ -87,8 +88,12 @@ class JobEventHub:
         if self._feed is not None:
             await self._feed.ready(EVERY_JOB if sub.job_id is None else sub.job_id)
 
+    async def read(self, job_id: str) -> JobView | None:
+        """The job's current view (a snapshot for a new subscriber), or None when there is no such job."""
+        return await job_store.get(self._redis, job_id)
+
     def unsubscribe(self, sub: Subscriber) -> None:
-        sub.detach()
+        """Stop feeding ``sub``; the last follower of a job (or of every job) ends its subscription."""
         if sub.job_id is None:
             self._all.discard(sub)
             if not self._all and self._feed is not None:
@@ -128,14 +133,13 @@ class JobEventHub:
             while self._dirty:
                 batch = [self._dirty.pop() for _ in range(min(len(self._dirty), _READ_BATCH))]
                 try:
-                    views = await asyncio.gather(*(read_job(self._redis, j) for j in batch))
+                    views = await job_store.get_many(self._redis, batch)  # one round trip for the batch
                 except (RedisError, OSError):
                     self._dirty.update(batch)  # read again once Redis answers
                     await asyncio.sleep(0.5)
                     continue
                 for view in views:
-                    if view is not None:
-                        self._publish(view)
+                    self._publish(view)
 
     def _publish(self, view: JobView) -> None:
         kind = event_kind(self._last.get(view.job_id), view)
@@ -143,10 +147,10 @@ class JobEventHub:
             return
         self.remember(view)
         item = message(kind, view)  # encoded once, however many subscribers
-        # Copies: a send that fails ends its client's endpoint, which unsubscribes (later, but to be safe).
-        for sub in tuple(self._by_job.get(view.job_id, ())):
+        # offer() only queues (no await), so nobody can (un)subscribe while these loops run.
+        for sub in self._by_job.get(view.job_id, ()):
             sub.offer(item)
-        for sub in tuple(self._all):
+        for sub in self._all:
             if sub.wants(view):
                 sub.offer(item)
         if view.status in TERMINAL and view.job_id not in self._by_job and not self._all:

@@ -8,8 +8,9 @@ from redis.exceptions import RedisError, ResponseError
 
 log = structlog.get_logger("service.live")
 
-# K: keyspace channel; g: del/expire; $: string set; h: hash set (progress); x: expiry; z: sorted sets.
-NEEDED_FLAGS = "Kg$hxz"
+# A job's state is one hash, its record: K for keyspace channels (named after the key, so one per job),
+# h for HSET/HDEL (every transition), g for DEL/EXPIRE, x for the record expiring.
+NEEDED_FLAGS = "Kghx"
 # Redis's "A" stands for every event class; spelled out so a union with it is checked letter by letter.
 _ALL_CLASSES = "g$lshzxetmdn"
 
@@ -39,7 +40,7 @@ async def enable_keyspace_notifications(redis: Redis) -> bool:
             "live.notifications_unavailable",
             error=str(exc),
             hint="CONFIG is refused; live status falls back to polling Redis. "
-            "Set notify-keyspace-events to include 'Kg$hxz' on the server to get push updates.",
+            f"Set notify-keyspace-events to include '{NEEDED_FLAGS}' on the server to get push updates.",
         )
         return False
     except RedisError as exc:

@@ -9,13 +9,13 @@ from typing import Annotated, cast
 from fastapi import APIRouter, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from service.deps import ApiKeyDep, RedisDep
+from service.deps import ApiKeyDep
 from service.live.auth import CLOSE_NOT_FOUND, authenticate
 from service.live.events import Event, message
 from service.live.hub import JobEventHub
 from service.routers.jobs import JobId
 from settings import Settings
-from store.job_view import TERMINAL, JobStatus, read_job
+from store.job_view import TERMINAL, JobStatus
 
 router = APIRouter(tags=["live"])
 _KEEPALIVE_S = 15.0
@@ -39,7 +39,8 @@ async def job_socket(ws: WebSocket, job_id: JobId) -> None:
     sub = hub.subscribe(job_id)  # before the snapshot, so no change between the two is missed
     try:
         await hub.watching(sub)
-        view = await read_job(ws.state.redis, job_id)
+        sub.discard_queued()
+        view = await hub.read(job_id)
         if view is None:
             await ws.close(CLOSE_NOT_FOUND, f"job {job_id} not found")
             return
@@ -49,9 +50,7 @@ async def job_socket(ws: WebSocket, job_id: JobId) -> None:
             await ws.close()
             return
         del view  # a socket may stay open for hours: keep nothing of the snapshot
-        # From here the hub sends each change itself, and closes the socket after the terminal one.
-        sub.attach(ws, close_on_terminal=True)
-        await _until_closed(ws)
+        await sub.serve(ws, close_on_terminal=True)
     except WebSocketDisconnect:
         pass
     finally:
@@ -76,32 +75,22 @@ async def all_jobs_socket(
     sub = hub.subscribe(None, _split(operation), statuses)
     try:
         await hub.watching(sub)
-        sub.attach(ws, close_on_terminal=False)
-        await _until_closed(ws)
+        await sub.serve(ws, close_on_terminal=False)
     except WebSocketDisconnect:
         pass
     finally:
         hub.unsubscribe(sub)
 
 
-async def _until_closed(ws: WebSocket) -> None:
-    """Wait for the end of the socket: the client leaving, or the hub closing it after a terminal event.
-
-    This wait is the socket's only task: clients say nothing after authenticating, and reading is how a
-    closed socket is noticed (a close sent by this side ends the read as well)."""
-    while (await ws.receive())["type"] != "websocket.disconnect":
-        pass
-
-
 @router.get("/jobs/{job_id}/events", response_class=StreamingResponse)
-async def job_events(job_id: JobId, request: Request, redis: RedisDep, _: ApiKeyDep) -> StreamingResponse:
+async def job_events(job_id: JobId, request: Request, _: ApiKeyDep) -> StreamingResponse:
     """The same events as the job's WebSocket, as Server-Sent Events."""
     hub = _hub(request)
     sub = hub.subscribe(job_id)
-    queue = sub.queue  # pulled by the stream below
     try:
         await hub.watching(sub)
-        view = await read_job(redis, job_id)
+        sub.discard_queued()
+        view = await hub.read(job_id)
     except BaseException:
         hub.unsubscribe(sub)
         raise
@@ -117,12 +106,10 @@ async def job_events(job_id: JobId, request: Request, redis: RedisDep, _: ApiKey
                 return
             while True:
                 try:
-                    item = await asyncio.wait_for(queue.get(), _KEEPALIVE_S)
+                    item = await asyncio.wait_for(sub.queue.get(), _KEEPALIVE_S)
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
-                if item is None:
-                    return
                 yield _sse(item)
                 if item.status in TERMINAL:
                     return
