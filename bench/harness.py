@@ -168,10 +168,11 @@ class Scope:
         await wait_until(up, "gateway", procs=(proc,))
         return Gateway(proc, url)
 
-    async def ifcflow_workers(self, env: dict[str, str], count: int = 1) -> list[Proc]:
-        """``arq jobs.WorkerSettings`` processes, returned once each has sent its heartbeat."""
+    async def ifcflow_workers(self, env: dict[str, str], count: int = 1, *, stock: bool = False) -> list[Proc]:
+        """``python -m jobs`` processes (``stock``: ``arq jobs.WorkerSettings``, arq's own claims),
+        returned once each has sent its heartbeat."""
         before = int(await self.h.redis.zcard(keys.WORKERS))
-        args = python_args("-m", "arq", "jobs.WorkerSettings")
+        args = python_args("-m", "arq", "jobs.WorkerSettings") if stock else python_args("-m", "jobs")
         procs = [self._start("ifcflow-worker", args, env) for _ in range(count)]
 
         async def live() -> bool:

@@ -105,7 +105,7 @@ def services_spec(opts: UpOptions, env: Mapping[str, str]) -> ChildSpec:
 
 
 def worker_specs(opts: UpOptions, env: Mapping[str, str]) -> list[ChildSpec]:
-    argv = (sys.executable, "-m", "arq", "jobs.WorkerSettings")
+    argv = (sys.executable, "-m", "jobs")
     return [
         ChildSpec(f"worker-{i}", argv, env, stop_timeout=opts.stop_timeout, tier=TIER_WORKERS)
         for i in range(1, opts.workers + 1)

@@ -240,7 +240,7 @@ def test_up_starts_everything(up: Up) -> None:
     assert (up.data_dir / "redis").is_dir()  # the private Redis keeps its append-only file in the data dir
     up.remember_children()
     names = " ".join(up.seen.values())
-    assert "redis-server" in names and "uvicorn" in names and "arq" in names
+    assert "redis-server" in names and "uvicorn" in names and "-m jobs" in names
 
 
 def _ifc_services_problem() -> str | None:

@@ -116,7 +116,7 @@ def test_gateway_command_serves_the_app(services: dict[str, dict[str, Any]]) -> 
 
 
 def test_worker_command_runs_the_worker(services: dict[str, dict[str, Any]]) -> None:
-    assert _command(services["worker"]) == ["arq", "jobs.WorkerSettings"]
+    assert _command(services["worker"]) == ["python", "-m", "jobs"]
     assert defines("jobs", "WorkerSettings")
     assert _command({"command": services["worker"]["healthcheck"]["test"]})[1:] == [
         "arq",

@@ -285,7 +285,7 @@ def test_gateway_and_worker_commands(resources: list[dict[str, Any]]):
     assert "--ws" not in command, "uvicorn's own WebSocket protocol: no protocol class of ifcflow's"
 
     worker = _container(_find(resources, "Deployment", "worker"))
-    assert worker["command"] == ["arq", "jobs.WorkerSettings"] and worker["image"].startswith("ifcflow:")
+    assert worker["command"] == ["python", "-m", "jobs"] and worker["image"].startswith("ifcflow:")
     assert defines("jobs", "WorkerSettings")
     for probe in ("startupProbe", "livenessProbe"):
         exec_command = worker[probe]["exec"]["command"]
@@ -489,7 +489,7 @@ def test_workers_scale_on_queue_depth(resources: list[dict[str, Any]], kustomiza
     spec = scaled["spec"]
     target = spec["scaleTargetRef"]
     worker = _find(resources, target.get("kind", "Deployment"), target["name"])
-    assert worker["spec"]["template"]["spec"]["containers"][0]["command"] == ["arq", "jobs.WorkerSettings"]
+    assert worker["spec"]["template"]["spec"]["containers"][0]["command"] == ["python", "-m", "jobs"]
     assert "replicas" not in worker["spec"], "KEDA owns the worker count; a fixed one is reset on every apply"
     assert spec["minReplicaCount"] == 1, "no scale to zero by default"
     assert spec["maxReplicaCount"] > spec["minReplicaCount"]
