@@ -68,21 +68,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(BodyLimitMiddleware, default_max_bytes=MAX_JSON_BODY)
     app.add_middleware(RequestContextMiddleware)
-    _document_operation_bodies(app)
     return app
-
-
-def _document_operation_bodies(app: FastAPI) -> None:
-    # The operation routes parse their bodies themselves (service/routers/operations.py); their body
-    # models are added to the schema FastAPI generates, which refers to them by name.
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = operations.document_bodies(generate())
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def __getattr__(name: str) -> Any:

@@ -8,7 +8,6 @@ from typing import Annotated, cast
 from arq import ArqRedis
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from fastapi.security.utils import get_authorization_scheme_param
 
 from settings import Settings
 
@@ -39,10 +38,15 @@ def key_matches(presented: str, settings: Settings) -> bool:
     return matched
 
 
-def check_api_key(presented: str | None, settings: Settings) -> str:
+async def require_api_key(
+    settings: SettingsDep,
+    api_key: Annotated[str | None, Security(_api_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> str:
     """The caller's key: 401 without one, 403 with a wrong one; '' in the explicit open mode."""
     if settings.allow_anonymous and not settings.api_keys:
         return ""
+    presented = api_key or (bearer.credentials if bearer else None)
     if not presented:
         raise HTTPException(401, "missing API key: send it in the X-API-Key header")
     if not key_matches(presented, settings):
@@ -50,28 +54,5 @@ def check_api_key(presented: str | None, settings: Settings) -> str:
     return presented
 
 
-def presented_key(request: Request) -> str | None:
-    """The key in ``X-API-Key``, else in ``Authorization: Bearer``, for routes that read headers themselves."""
-    headers = request.headers
-    key = headers.get("x-api-key")
-    if key:
-        return key
-    # Parsed as FastAPI's HTTPBearer parses it, so both ways of checking accept the same headers.
-    scheme, credentials = get_authorization_scheme_param(headers.get("authorization"))
-    return credentials if scheme.lower() == "bearer" and credentials else None
-
-
-async def require_api_key(
-    settings: SettingsDep,
-    api_key: Annotated[str | None, Security(_api_key_header)],
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-) -> str:
-    """The caller's key: 401 without one, 403 with a wrong one; '' in the explicit open mode."""
-    return check_api_key(api_key or (bearer.credentials if bearer else None), settings)
-
-
-# What routes that check the key themselves (see ``presented_key``) declare in their OpenAPI entry.
-API_KEY_SECURITY: list[dict[str, list[str]]] = [{"APIKeyHeader": []}, {"HTTPBearer": []}]
-
-
 ApiKeyDep = Annotated[str, Depends(require_api_key)]
+"""Every HTTP route's key check (sockets, which cannot always send headers, use ``service.live.auth``)."""

@@ -12,7 +12,6 @@ from fastapi import FastAPI
 
 from contracts.operations import SERVICES
 from service.live.hub import JobEventHub
-from service.submitter import JobSubmitter
 from settings import Settings, load_settings_or_exit
 from settings.logging import configure_logging
 from settings.process import freeze_startup_objects
@@ -26,7 +25,6 @@ class GatewayState(TypedDict):
     settings: Settings
     redis: ArqRedis
     events: JobEventHub
-    submitter: JobSubmitter
 
 
 def connect_redis(settings: Settings) -> ArqRedis:
@@ -53,13 +51,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[GatewayState]:
     redis = connect_redis(settings)
     events = JobEventHub(redis, settings)
     await events.start()
-    submitter = JobSubmitter(redis, settings)
     freeze_startup_objects()
     log.info("gateway.started", redis=redis_safe_url(settings.redis_url), auth=bool(settings.api_keys))
     try:
-        yield {"settings": settings, "redis": redis, "events": events, "submitter": submitter}
+        yield {"settings": settings, "redis": redis, "events": events}
     finally:
-        await submitter.close()
         await events.stop()
         await redis.aclose()
         log.info("gateway.stopped")

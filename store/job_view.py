@@ -99,16 +99,3 @@ def view_of(job_id: str, record: dict[str, str]) -> JobView | None:
         arguments=_json(record.get("args")),
     )
 
-
-async def read_job(redis: Any, job_id: str) -> JobView | None:
-    """Transitional: ``store.job_store.get``."""
-    from store import job_store
-
-    return await job_store.get(redis, job_id)
-
-
-async def read_jobs(redis: Any, job_ids: list[str]) -> list[JobView]:
-    """Transitional: ``store.job_store.get_many``."""
-    from store import job_store
-
-    return await job_store.get_many(redis, job_ids)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Any
+
 import msgpack
 import pytest
 
@@ -83,7 +87,7 @@ async def test_an_output_path_through_an_existing_file_is_refused(client, data_d
 
 
 async def test_a_folder_made_just_after_a_refused_submit_is_seen_at_once(client, data_dir, sync_redis):
-    # Path checks keep resolved folders briefly; a folder that was missing is never among them.
+    # Every submit looks at the file system afresh: nothing about a refused path is remembered.
     body = convert_body(input_filename="uploads/site-a/model.ifc")
     assert (await client.post("/ifcconvert", json=body)).status_code == 422
     (data_dir / "uploads" / "site-a").mkdir()
@@ -252,7 +256,7 @@ async def test_request_id_is_echoed_or_generated(client):
 
 
 async def test_malformed_submits_get_422_naming_the_part_and_nothing_is_enqueued(client, sync_redis):
-    """The operation routes parse their own requests: broken ones still get FastAPI's 422, no traceback."""
+    """Broken JSON, wrong shapes and a too-long Idempotency-Key get FastAPI's 422 naming the part."""
     headers = {"Content-Type": "application/json"}
     for raw in (b"{not json", b"\xff\xfe\x00garbage", b"", b"[]", b'{"input_filename": 5}'):
         r = await client.post("/ifcconvert", content=raw, headers=headers)
@@ -272,3 +276,103 @@ async def test_submit_takes_the_key_as_a_bearer_token_too(client):
     wrong = {"X-API-Key": "", "Authorization": "Bearer nope"}
     assert (await client.post("/ifcconvert", json=convert_body(), headers=wrong)).status_code == 403
     assert (await client.post("/ifcconvert", json=convert_body(), headers={"X-API-Key": ""})).status_code == 401
+
+
+# --------------------------------------------------------------------------------------------------
+# Many submits at once, and Redis trouble
+
+
+def made_jobs(sync_redis) -> tuple[int, int, int]:
+    """Queue entries, job records and arq job payloads, counted in one transaction."""
+    pipe = sync_redis.pipeline(transaction=True)
+    pipe.zcard(QUEUE).keys("ifcflow:job:*").keys("arq:job:*")
+    queued, records, payloads = pipe.execute()
+    return queued, len(records), len(payloads)
+
+
+async def test_many_concurrent_submits_each_get_their_own_job(client, sync_redis):
+    answers = await asyncio.gather(*(client.post("/ifcconvert", json=convert_body()) for _ in range(200)))
+    assert {r.status_code for r in answers} == {202}
+    ids = {r.json()["job_id"] for r in answers}
+    assert len(ids) == 200
+    assert {m.decode() for m in sync_redis.zrange(QUEUE, 0, -1)} == ids
+    assert all(sync_redis.hget(f"ifcflow:job:{i}", "operation") == b"ifcconvert" for i in ids)
+
+
+async def test_concurrent_replays_and_conflicts_of_one_key_make_one_job(client, sync_redis):
+    key = {"Idempotency-Key": "batch-7"}
+    same = [client.post("/ifcconvert", json=convert_body(), headers=key) for _ in range(20)]
+    other = [client.post("/ifcconvert", json=convert_body(output_filename="x.glb"), headers=key) for _ in range(5)]
+    answers = await asyncio.gather(*same, *other)
+    statuses = sorted(r.status_code for r in answers)
+    # One request made the job. Requests with its body are replays (200), the others conflicts (409).
+    assert statuses.count(202) == 1
+    assert set(statuses) <= {200, 202, 409}
+    assert statuses.count(409) in (5, 20)
+    assert made_jobs(sync_redis) == (1, 1, 1)
+    [made] = [r.json()["job_id"] for r in answers if r.status_code == 202]
+    assert {r.json()["job_id"] for r in answers if r.status_code == 200} <= {made}
+
+
+async def test_submits_go_on_after_redis_forgets_its_scripts(client, sync_redis):
+    assert (await client.post("/ifcconvert", json=convert_body())).status_code == 202
+    sync_redis.script_flush()  # as after a Redis restart
+    answers = await asyncio.gather(*(client.post("/ifcconvert", json=convert_body()) for _ in range(30)))
+    assert {r.status_code for r in answers} == {202}
+    assert made_jobs(sync_redis) == (31, 31, 31)
+
+
+async def test_after_redis_drops_the_gateways_connections_at_most_one_submit_fails_and_makes_nothing(
+    client, sync_redis
+):
+    assert (await client.post("/ifcconvert", json=convert_body())).status_code == 202
+    sync_redis.client_kill_filter(_type="normal", skipme=True)  # as a Redis restart or client timeout would
+    # A submit sent before the gateway has seen the close gets 503 (try again); the broken connection
+    # is dropped then, so the next one gets a new connection and succeeds.
+    first = await client.post("/ifcconvert", json=convert_body())
+    assert first.status_code in (202, 503), first.text
+    assert (await client.post("/ifcconvert", json=convert_body())).status_code == 202
+    made = 3 if first.status_code == 202 else 2
+    assert made_jobs(sync_redis) == (made, made, made)
+
+
+REDIS_TIMEOUT_S = 0.5
+
+
+@pytest.fixture
+def short_redis_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway's Redis reads time out after half a second instead of ten."""
+    from service import lifespan
+
+    pool = lifespan.connection_pool
+
+    def impatient(settings: Any, **options: Any) -> Any:
+        return pool(settings, **{**options, "socket_timeout": REDIS_TIMEOUT_S})
+
+    monkeypatch.setattr(lifespan, "connection_pool", impatient)
+
+
+@pytest.fixture
+def impatient_client(short_redis_timeout, client):
+    return client
+
+
+async def test_a_submit_while_redis_holds_writes_unanswered_is_503_and_nothing_is_half_made(
+    impatient_client, sync_redis
+):
+    client = impatient_client
+    assert (await client.post("/ifcconvert", json=convert_body())).status_code == 202
+    sync_redis.client_pause(30_000, all=False)  # writes (scripts too) wait unanswered until the unpause
+    try:
+        started = time.monotonic()
+        r = await client.post("/ifcconvert", json=convert_body())
+        waited = time.monotonic() - started
+    finally:
+        sync_redis.client_unpause()
+    assert r.status_code == 503, r.text
+    assert "Traceback" not in r.text
+    assert waited < 10  # the read timed out: the pause did not just end
+    assert (await client.post("/ifcconvert", json=convert_body())).status_code == 202
+    # The timed-out one may or may not have been made (as with any timeout), but never in part.
+    queued, records, payloads = made_jobs(sync_redis)
+    assert queued in (2, 3) and records == payloads == queued

@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -141,7 +142,7 @@ def gateway_env(redis_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
 def start_gateway(env: dict[str, str], log_path: Path) -> tuple[str, Process]:
     port = free_port()
     proc = Process(
-        ["python", "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", str(port)], env, log_path
+        [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", str(port)], env, log_path
     )
     url = f"http://127.0.0.1:{port}"
 
@@ -676,8 +677,6 @@ async def test_no_client_input_chooses_the_function_and_redis_holds_no_pickle(
     import arq.jobs
     from arq import ArqRedis
 
-    import store.enqueue
-
     # Every way a function name can reach arq's job key: enqueue_job, or arq's serialize_job (the
     # gateway writes the job key itself, in one script with its record).
     named: list[str] = []
@@ -694,8 +693,9 @@ async def test_no_client_input_chooses_the_function_and_redis_holds_no_pickle(
 
     monkeypatch.setattr(ArqRedis, "enqueue_job", spy_enqueue)
     monkeypatch.setattr(arq.jobs, "serialize_job", spy_serialize)
-    if hasattr(store.enqueue, "serialize_job"):
-        monkeypatch.setattr(store.enqueue, "serialize_job", spy_serialize)
+    for module in [m for name, m in sys.modules.items() if name == "store" or name.startswith("store.")]:
+        if getattr(module, "serialize_job", None) is serialize_job:  # imported by name: spied where it is used
+            monkeypatch.setattr(module, "serialize_job", spy_serialize)
     stub.will("/ifcconvert", Behaviour(status=400, body={"detail": "bad model"}))  # one fails for good
     stub.will("/ifc2json", Behaviour(status=503), Behaviour(body={"ok": "after a retry"}))
     job_ids: dict[str, Operation] = {}
