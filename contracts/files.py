@@ -9,6 +9,7 @@ path again when they open it (ifcservices/confine.py): a link swapped in between
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from pathlib import Path
@@ -33,6 +34,13 @@ def inside(root: Path | str, candidate: Path | str) -> bool:
     return text == top or text.startswith(top.rstrip(os.sep) + os.sep)
 
 
+@functools.cache
+def data_root(data_dir: Path) -> str:
+    """The configured data directory, resolved once per process: it is configuration, not request
+    input (every path a request names is resolved anew, each time)."""
+    return os.path.realpath(data_dir)
+
+
 def _relative(root: str, real: str) -> str:
     return os.path.relpath(real, root).replace(os.sep, "/")
 
@@ -42,10 +50,14 @@ def resolve_input(data_dir: Path, rel: str) -> str | None:
 
     ``rel`` has passed ``contracts.paths.check_relative_path`` (relative, no "..", no NUL).
     """
-    root = os.path.realpath(data_dir)
+    root = data_root(data_dir)
     for candidate in (rel, f"uploads/{rel}"):
         try:
-            real = os.path.realpath(os.path.join(root, candidate))
+            path = os.path.join(root, candidate)
+            # stat follows every link as realpath would: a path that leads nowhere is skipped at once.
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                continue
+            real = os.path.realpath(path)
             is_file = inside(root, real) and stat.S_ISREG(os.stat(real).st_mode)
         except (OSError, ValueError):  # missing, or a name longer than the file system allows
             continue
@@ -57,7 +69,7 @@ def resolve_input(data_dir: Path, rel: str) -> str | None:
 def resolve_output(data_dir: Path, service: str, rel: str) -> str | None:
     """The data-dir-relative path an output is written to, or None when it would leave
     ``output/<service>/``, names a folder, or runs through an existing file."""
-    root = os.path.realpath(data_dir)
+    root = data_root(data_dir)
     folder = f"output/{service}"
     path = rel if rel == folder or rel.startswith(folder + "/") else f"{folder}/{rel}"
     try:

@@ -11,6 +11,7 @@ from arq import ArqRedis
 from fastapi import FastAPI
 
 from contracts.operations import SERVICES
+from service.batching import CreateBatcher
 from service.live.hub import JobEventHub
 from settings import Settings, load_settings_or_exit
 from settings.logging import configure_logging
@@ -25,6 +26,7 @@ class GatewayState(TypedDict):
     settings: Settings
     redis: ArqRedis
     events: JobEventHub
+    creates: CreateBatcher
 
 
 def connect_redis(settings: Settings) -> ArqRedis:
@@ -51,11 +53,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[GatewayState]:
     redis = connect_redis(settings)
     events = JobEventHub(redis, settings)
     await events.start()
+    creates = CreateBatcher(redis, settings)
     freeze_startup_objects()
     log.info("gateway.started", redis=redis_safe_url(settings.redis_url), auth=bool(settings.api_keys))
     try:
-        yield {"settings": settings, "redis": redis, "events": events}
+        yield {"settings": settings, "redis": redis, "events": events, "creates": creates}
     finally:
+        await creates.close()
         await events.stop()
         await redis.aclose()
         log.info("gateway.stopped")

@@ -6,12 +6,11 @@ import hashlib
 from typing import Any
 
 import structlog
-from arq import ArqRedis
 
 from contracts.operations import Operation
+from service.batching import CreateBatcher
 from service.schemas import JobOptions
 from settings import Settings
-from store import job_store
 from store.job_store import NewJob, new_job_id, now_ms
 
 # Longest Idempotency-Key header accepted; longer ones are refused with 422 before anything is made.
@@ -36,7 +35,7 @@ def due_ms(options: JobOptions) -> int | None:
 
 
 async def submit(
-    redis: ArqRedis,
+    creates: CreateBatcher,
     settings: Settings,
     op: Operation,
     request: dict[str, Any],
@@ -61,4 +60,4 @@ async def submit(
         op, request, job_id, request_id=request_id, priority=options.priority, due_ms=due_ms(options), meta=meta,
         fresh_id=fresh_id,
     )
-    return await job_store.create(redis, settings, job)
+    return await creates.create(job)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import msgpack
 import orjson
 from arq import ArqRedis
 from arq.constants import expires_extra_ms
@@ -92,6 +93,11 @@ def _payload(op: Operation, request: dict[str, Any], request_id: str | None, now
     return serialize_job(op.value, (), kwargs, None, now, serializer=serialize)
 
 
+def _pack_fields(fields: list[Any]) -> bytes:
+    # The old msgpack format (no str8, no bin): what Redis's Lua cmsgpack reads.
+    return msgpack.packb([v.decode() if isinstance(v, bytes) else str(v) for v in fields], use_bin_type=False)  # type: ignore[no-any-return]
+
+
 def _trims(job_id: str) -> str:
     # About one submit in 64 trims the recent-jobs index, chosen by the id's hash whatever ids look like.
     return "1" if zlib.crc32(job_id.encode()) % 64 == 0 else ""
@@ -100,9 +106,7 @@ def _trims(job_id: str) -> str:
 # --- the gateway's side: create, read, cancel, requeue ----------------------------------------------
 
 
-async def create(redis: Redis, settings: Settings, job: NewJob) -> bool:
-    """Record and enqueue ``job`` in one step. False when its id exists already for the same request
-    (a replay, nothing enqueued); ``IdempotencyConflict`` when it exists for another request."""
+def _create_call(settings: Settings, job: NewJob) -> tuple[list[str], list[Any]]:
     op = job.op
     queue = settings.queue_for(op)
     print_ = "" if job.fresh_id else fingerprint(op, job.request)
@@ -121,19 +125,44 @@ async def create(redis: Redis, settings: Settings, job: NewJob) -> bool:
         record += ["fingerprint", print_]
     for name, value in job.meta.items():
         record += [name, value]
-    taken = await scripts.CREATE(
-        redis,
+    return (
         [keys.job_meta(job.job_id), keys.ARQ_JOB + job.job_id, keys.ARQ_RESULT + job.job_id, queue,
          keys.RECENT_JOBS, keys.STATS_COUNTS],
         [print_, _record_ttl(settings, op, score - now), _payload(op, job.request, job.request_id, now),
          score - now + expires_extra_ms, score, job.job_id, now_us, f"{op.value}:enqueued", _trims(job.job_id),
-         keys.RECENT_JOBS_MAX, *record],
+         keys.RECENT_JOBS_MAX, _pack_fields(record)],
     )
+
+
+def _created(job: NewJob, taken: bytes | None) -> bool:
     if taken is None:
         return True
-    if taken and taken.decode() != print_:
+    if taken and (job.fresh_id or taken.decode() != fingerprint(job.op, job.request)):
         raise IdempotencyConflict(job.job_id)
     return False
+
+
+async def create(redis: Redis, settings: Settings, job: NewJob) -> bool:
+    """Record and enqueue ``job`` in one step. False when its id exists already for the same request
+    (a replay, nothing enqueued); ``IdempotencyConflict`` when it exists for another request."""
+    return _created(job, await scripts.CREATE(redis, *_create_call(settings, job)))
+
+
+async def create_many(redis: Redis, settings: Settings, jobs: list[NewJob]) -> list[bool | BaseException]:
+    """``create`` for each of ``jobs``, sent as one pipeline: each create is still its own atomic
+    script; what each gives (or raises) comes back in order."""
+    calls = [_create_call(settings, job) for job in jobs]
+    replies = await scripts.CREATE.many(redis, calls)
+    out: list[bool | BaseException] = []
+    for job, reply in zip(jobs, replies, strict=True):
+        if isinstance(reply, BaseException):
+            out.append(reply)
+            continue
+        try:
+            out.append(_created(job, reply))
+        except IdempotencyConflict as exc:
+            out.append(exc)
+    return out
 
 
 async def record_of(redis: Redis, job_id: str) -> dict[str, str]:

@@ -30,6 +30,24 @@ class Script:
             return await redis.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
 
 
+    async def many(self, redis: Redis, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """Run the script once per ``(keys, args)`` in one pipeline (replies and errors in order)."""
+        replies: list[Any] = [NoScriptError()] * len(calls)
+        for _ in (1, 2):
+            todo = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+            if not todo:
+                break
+            if len(todo) < len(calls):
+                await redis.script_load(self.source)  # Redis restarted and forgot it: load, send those again
+            async with redis.pipeline(transaction=False) as pipe:
+                for i in todo:
+                    keys, args = calls[i]
+                    pipe.evalsha(self.sha, len(keys), *keys, *args)
+                for i, reply in zip(todo, await pipe.execute(raise_on_error=False), strict=True):
+                    replies[i] = reply
+        return replies
+
+
 CREATE = Script("create")
 CLAIM = Script("claim")
 START = Script("start")

@@ -11,7 +11,7 @@ from contracts.files import PathRefused, normalize_paths
 from contracts.operations import OPERATIONS, Operation, OperationSpec
 from contracts.requests import REQUEST_MODELS
 from contracts.webhooks import CallbackRefused, check_callback_url
-from service.deps import ApiKeyDep, RedisDep, SettingsDep
+from service.deps import ApiKeyDep
 from service.schemas import JobAccepted, JobOptions
 from service.submit import IDEMPOTENCY_KEY_MAX, job_id_for, submit
 from settings import Settings
@@ -79,13 +79,15 @@ def _make_route(spec: OperationSpec) -> Callable[..., Coroutine[Any, Any, Respon
     async def submit_operation(
         request: Request,
         body: Annotated[BaseModel, Body()],  # this operation's body model: see below
-        settings: SettingsDep,
-        redis: RedisDep,
         api_key: ApiKeyDep,
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response:
         """Check the request's paths and callback, then record and enqueue the job: 202 with its id, or
         200 for a replay of an earlier request with the same Idempotency-Key."""
+        # The lifespan's state, read here rather than through dependencies: this is every submit's route,
+        # and each dependency FastAPI solves costs it tens of microseconds (docs/performance.md, F15).
+        settings: Settings = request.state.settings
+        redis = request.state.redis
         # The body is both the operation's request and the job's options: validated once, used as both.
         options = cast(JobOptions, body)
         try:
@@ -98,7 +100,7 @@ def _make_route(spec: OperationSpec) -> Callable[..., Coroutine[Any, Any, Respon
         job_id = job_id_for(idempotency_key, api_key)
         try:
             created = await submit(
-                redis,
+                request.state.creates,
                 settings,
                 op,
                 body.model_dump(mode="json", by_alias=True, exclude=_OPTION_FIELDS),
