@@ -311,3 +311,15 @@ async def test_a_job_end_refused_by_a_full_redis_is_retried_until_it_is_written(
 
     assert await asyncio.wait_for(until_written("job end", write), 10)
     assert refusals == 0 and (await record(aredis, "job-1"))["status"] == "complete"
+
+
+async def test_creates_sent_together_are_each_made_once_even_after_redis_forgot_the_script(aredis, settings):
+    await made(aredis, settings, "taken")
+    await aredis.script_flush()
+    jobs = [NewJob(Operation.ifcconvert, CONVERT, f"many-{i}", fresh_id=True) for i in range(5)]
+    replay = NewJob(Operation.ifcconvert, CONVERT, "taken", request_id="req-1")
+    conflict = NewJob(Operation.ifcconvert, {**CONVERT, "output_filename": "output/ifcconvert/o.glb"}, "taken")
+    results = await job_store.create_many(aredis, settings, [*jobs, replay, conflict])
+    assert results[:6] == [True] * 5 + [False]
+    assert isinstance(results[6], IdempotencyConflict)
+    assert await aredis.zcard(settings.queue_name) == 6
