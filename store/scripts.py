@@ -33,11 +33,11 @@ class Script:
     async def many(self, redis: Redis, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
         """Run the script once per ``(keys, args)`` in one pipeline (replies and errors in order)."""
         replies: list[Any] = [NoScriptError()] * len(calls)
-        for _ in (1, 2):
+        for attempt in (1, 2):
             todo = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
             if not todo:
                 break
-            if len(todo) < len(calls):
+            if attempt == 2:
                 await redis.script_load(self.source)  # Redis restarted and forgot it: load, send those again
             async with redis.pipeline(transaction=False) as pipe:
                 for i in todo:
