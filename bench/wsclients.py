@@ -1,7 +1,7 @@
 """Many WebSocket clients of one job, and a known state change to time their messages against.
 
 A change is a new ``progress`` value HSET on the job's ``ifcflow:job:<id>`` record, as the worker
-writes it (``jobs/job_record.py``); each client notes when the message carrying that value arrives.
+writes it (``store/job_store.py``); each client notes when the message carrying that value arrives.
 
 The clients are ``bench.lightws`` connections, all on the bench's one event loop: a message costs a
 few microseconds of client CPU there, against about 40 us with the ``websockets`` library, whose cost
