@@ -1,4 +1,12 @@
-"""Fixtures: a private redis-server, a scriptable stand-in IFC service, the gateway and worker processes."""
+"""Fixtures: a private redis-server, a scriptable stand-in IFC service, the gateway and worker processes.
+
+One gateway and one worker process serve every test of the session that asks for ``gateway``/``api`` and
+``worker`` with the standard environment; each test still starts from an empty Redis (flushed after each
+test, the shared worker's heartbeat and the service checks put back), a fresh data directory and a stand-in
+service with an empty script. A test that changes ``env`` before asking for a process, or that starts,
+kills or restarts processes itself, gets processes of its own (and the shared worker is stopped while it
+runs, so nothing else takes its jobs).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +14,17 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -25,11 +34,25 @@ from asgi_lifespan import LifespanManager
 
 from contracts.operations import SERVICES
 from settings import get_settings
+from store import keys
 
 REPO = Path(__file__).resolve().parents[1]
 API_KEY = "test-key-123"
 CONVERT = {"input_filename": "model.ifc", "output_filename": "model.glb"}
 TERMINAL = frozenset({"complete", "failed", "aborted"})
+# The worker's entry point: ``python -m jobs`` (batch claims) once the package has one; arq's own CLI
+# (``arq jobs.WorkerSettings``, arq's claims) keeps working and is what older trees have.
+ARQ_WORKER_COMMAND = [sys.executable, "-m", "arq", "jobs.WorkerSettings"]
+WORKER_COMMAND = (
+    [sys.executable, "-m", "jobs"] if os.path.exists(REPO / "jobs" / "__main__.py") else ARQ_WORKER_COMMAND
+)
+GATEWAY_COMMAND = [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1"]
+# Liveness keys of the shared worker that a per-test flush puts back.
+WORKERS_KEY = keys.WORKERS
+WORKER_KEY = keys.WORKER
+SERVICE_HEALTH_KEY = keys.SERVICE_HEALTH
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -38,13 +61,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.05, what: str = "condition") -> Any:
+def wait_for(predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.05,
+             what: str = "condition") -> T:
+    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` passes (fails)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def eventually(predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.05,
+                     what: str = "condition") -> T:
+    """``wait_for`` that yields to the event loop (the stand-in service runs on it) between polls."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
@@ -58,7 +95,7 @@ def start_redis(port: int, workdir: Path, *extra: str) -> subprocess.Popen[bytes
         stdout=subprocess.DEVNULL,
     )
     client = redis.Redis(port=port)
-    wait_for(lambda: _pings(client), what="redis-server")
+    wait_for(lambda: _pings(client), interval=0.01, what="redis-server")
     client.close()
     return proc
 
@@ -80,15 +117,17 @@ def _pings(client: redis.Redis) -> bool:
 
 
 @pytest.fixture
-def redis_url(redis_server: str) -> Iterator[str]:
-    """The private Redis, emptied after each test."""
+def redis_url(redis_server: str, shared: Shared) -> Iterator[str]:
+    """The private Redis, emptied after each test (the shared worker's liveness put back)."""
     yield redis_server
-    redis.Redis.from_url(redis_server).flushall()
+    shared.flush()
 
 
 @pytest.fixture
-def sync_redis(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
+def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
 
 
 @dataclass
@@ -105,12 +144,23 @@ class StubService:
     """A stand-in IFC service on a real port: each call takes the next scripted behaviour of its path."""
 
     def __init__(self) -> None:
+        self.url = ""
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self.reset()
+
+    def reset(self) -> None:
+        """An empty script and call log; calls still open from an earlier test are cut off."""
+        for task in self._handlers:
+            task.cancel()
+        self._handlers.clear()
         self.script: dict[str, list[Behaviour]] = defaultdict(list)
         self.default = Behaviour()
         self.calls: list[dict[str, Any]] = []
-        self.url = ""
-        self.in_flight = 0
         self.max_in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._handlers)
 
     def will(self, path: str, *behaviours: Behaviour) -> None:
         self.script[path].extend(behaviours)
@@ -125,34 +175,45 @@ class StubService:
         self.calls.append({"path": request.path, "headers": dict(request.headers), "body": body})
         queue = self.script[request.path]
         b = queue.pop(0) if queue else self.default
-        self.in_flight += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             return await self._respond(request, b)
         finally:
-            self.in_flight -= 1
+            self._handlers.discard(task)
 
     async def _respond(self, request: web.Request, b: Behaviour) -> web.StreamResponse:
         if b.stream is not None:
             resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
             await resp.prepare(request)
             for line in b.stream:
-                await asyncio.sleep(b.delay)
+                await asyncio.sleep(b.delay)  # the service's pace: what the test is about
                 await resp.write((json.dumps(line) + "\n").encode())
             await resp.write_eof()
             return resp
-        await asyncio.sleep(b.delay)
+        await asyncio.sleep(b.delay)  # a slow service on purpose
         return web.json_response(b.body, status=b.status, headers=b.headers)
 
 
-@pytest.fixture
-async def stub() -> AsyncIterator[StubService]:
+@pytest.fixture(scope="session")
+async def _stub_service() -> AsyncIterator[StubService]:
     service = StubService()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", service.handle)
     async with serve(app) as url:
         service.url = url
         yield service
+        service.reset()
+
+
+@pytest.fixture
+def stub(_stub_service: StubService) -> Iterator[StubService]:
+    """The stand-in service (one for the session) with an empty script and call log."""
+    _stub_service.reset()
+    yield _stub_service
+    _stub_service.reset()
 
 
 @asynccontextmanager
@@ -169,17 +230,25 @@ async def serve(app: web.Application) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "data"
+def reset_data_dir(d: Path) -> Path:
+    """The layout the gateway makes at start (uploads/, output/<service>/) and the two sample inputs."""
+    if d.exists():
+        shutil.rmtree(d)
     (d / "uploads").mkdir(parents=True)
+    for service in SERVICES:
+        (d / "output" / service).mkdir(parents=True)
     (d / "uploads" / "model.ifc").write_text("ISO-10303-21;\nEND-ISO-10303-21;\n")
     (d / "uploads" / "rules.ids").write_text("<ids/>")
     return d
 
 
 @pytest.fixture
-def env(redis_url: str, data_dir: Path, stub: StubService) -> dict[str, str]:
+def data_dir(shared: Shared) -> Path:
+    """The data directory of the session's processes, emptied before each test."""
+    return reset_data_dir(shared.data_dir)
+
+
+def base_env(redis_url: str, data_dir: Path, service_url: str) -> dict[str, str]:
     """Environment of every ifcflow process in a test: fast polls, short backoff, the stub as every service."""
     values = {
         "IFCFLOW_REDIS_URL": redis_url,
@@ -189,13 +258,21 @@ def env(redis_url: str, data_dir: Path, stub: StubService) -> dict[str, str]:
         "IFCFLOW_RETRY_BACKOFF_MAX": "0.5",
         "IFCFLOW_MAX_TRIES": "4",
         "IFCFLOW_POLL_DELAY": "0.05",
-        "IFCFLOW_HEARTBEAT_INTERVAL": "1",
+        "IFCFLOW_HEARTBEAT_INTERVAL": "0.5",
         "IFCFLOW_HEALTH_CHECK_PERIOD": "5",
+        "IFCFLOW_SHUTDOWN_WAIT": "5",
         "IFCFLOW_LOG_JSON": "true",
     }
     for service in SERVICES:
-        values[f"IFCFLOW_{service.upper()}_URL"] = stub.url
+        values[f"IFCFLOW_{service.upper()}_URL"] = service_url
     return values
+
+
+@pytest.fixture
+def env(redis_url: str, data_dir: Path, stub: StubService, shared: Shared) -> dict[str, str]:
+    """This test's copy of the processes' environment; change it before asking for ``gateway``/``worker``
+    to get processes of your own with the change."""
+    return dict(shared.env)
 
 
 @pytest.fixture
@@ -235,8 +312,17 @@ class Process:
                 continue
         return lines
 
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+        self._log.close()
+
     def stop(self) -> None:
-        if self.proc.poll() is None:
+        if self.alive():
             self.proc.terminate()
             try:
                 self.proc.wait(15)
@@ -246,47 +332,160 @@ class Process:
         self._log.close()
 
 
-def start_worker(env: dict[str, str], log_path: Path, sync_redis: redis.Redis, live: int = 1) -> Process:
-    """``arq jobs.WorkerSettings`` as a real process, returned once ``live`` heartbeats are in Redis."""
-    proc = Process([sys.executable, "-m", "arq", "jobs.WorkerSettings"], env, log_path)
-    wait_for(lambda: sync_redis.zcard("ifcflow:workers") >= live or proc.proc.poll() is not None, what="worker")
-    assert proc.proc.poll() is None, proc.log_path.read_text()
+def start_worker(env: dict[str, str], log_path: Path, sync_redis: redis.Redis, live: int = 1,
+                 command: list[str] | None = None) -> Process:
+    """The worker (``command``, by default ``WORKER_COMMAND``) as a real process, returned once ``live``
+    heartbeats are in Redis."""
+    proc = Process(list(command or WORKER_COMMAND), env, log_path)
+    wait_for(lambda: sync_redis.zcard(WORKERS_KEY) >= live or not proc.alive(), interval=0.02, what="worker")
+    assert proc.alive(), proc.log_path.read_text()
     return proc
 
 
-@pytest.fixture
-def worker(env: dict[str, str], tmp_path: Path, sync_redis: redis.Redis) -> Iterator[Process]:
-    proc = start_worker(env, tmp_path / "worker.log", sync_redis)
-    try:
-        yield proc
-    finally:
-        proc.stop()
+@dataclass
+class Gateway:
+    url: str
+    process: Process
 
 
-@pytest.fixture
-def gateway(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    """``uvicorn service.app:app`` as a real process; yields its base URL."""
+def start_gateway(env: dict[str, str], log_path: Path, *options: str) -> Gateway:
+    """``uvicorn service.app:app`` as a real process, returned once it answers /health."""
     port = free_port()
-    proc = Process(
-        [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", str(port)],
-        env,
-        tmp_path / "gateway.log",
-    )
+    proc = Process([*GATEWAY_COMMAND, "--port", str(port), *options], env, log_path)
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
-        if proc.proc.poll() is not None:
+        if not proc.alive():
             raise AssertionError(proc.log_path.read_text())
         try:
             return httpx.get(f"{url}/health", timeout=1).status_code in (200, 503)
         except httpx.HTTPError:
             return False
 
+    wait_for(up, interval=0.02, what="gateway")
+    return Gateway(url, proc)
+
+
+class Shared:
+    """The session's gateway and worker, started when first asked for, for tests with the standard env."""
+
+    def __init__(self, redis_url: str, workdir: Path, service_url: str) -> None:
+        self.redis_url = redis_url
+        self.workdir = workdir
+        self.data_dir = reset_data_dir(workdir / "data")
+        self.env = base_env(redis_url, self.data_dir, service_url)
+        self.redis = redis.Redis.from_url(redis_url)
+        self.gateway: Gateway | None = None
+        self.worker: Process | None = None
+        self.worker_id: bytes | None = None
+        self._starts = 0
+
+    def _log(self, name: str) -> Path:
+        self._starts += 1
+        return self.workdir / f"{self._starts:03d}-{name}.log"
+
+    def gateway_url(self) -> str:
+        if self.gateway is None or not self.gateway.process.alive():
+            self.gateway = start_gateway(self.env, self._log("gateway"))
+        return self.gateway.url
+
+    def worker_process(self) -> Process:
+        if self.worker is None or not self.worker.alive():
+            before = set(self.redis.zrange(WORKERS_KEY, 0, -1))
+            self.worker = start_worker(self.env, self._log("worker"), self.redis, live=len(before) + 1)
+            [self.worker_id] = set(self.redis.zrange(WORKERS_KEY, 0, -1)) - before
+        return self.worker
+
+    def stop_worker(self) -> None:
+        """Stop the shared worker and empty Redis of whatever it wrote since the last flush.
+
+        SIGKILL, not SIGTERM: a graceful stop would wait (IFCFLOW_SHUTDOWN_WAIT) for a call of its own to
+        the stand-in service, which cannot answer while this fixture code holds the event loop.
+        """
+        if self.worker is None:
+            return
+        self.worker.kill()
+        self.worker = self.worker_id = None
+        self.flush()
+
+    def worker_is_idle(self, stub: StubService) -> bool:
+        """No call of the worker still open at the stand-in service, and no job queued or running."""
+        if stub.in_flight:
+            return False
+        with httpx.Client(base_url=self.gateway_url(), headers={"X-API-Key": API_KEY}, timeout=10) as api:
+            for status in ("in_progress", "queued"):
+                if api.get("/jobs", params={"status": status, "limit": 1}).json()["jobs"]:
+                    return False
+        return True
+
+    def flush(self) -> None:
+        """FLUSHALL, then the shared worker's heartbeat and the service checks it made are put back."""
+        kept: list[tuple[bytes, int, bytes]] = []
+        score = None
+        if self.worker is not None and self.worker.alive() and self.worker_id is not None:
+            score = self.redis.zscore(WORKERS_KEY, self.worker_id)
+            names = [WORKER_KEY.encode() + self.worker_id, *self.redis.scan_iter(f"{SERVICE_HEALTH_KEY}*")]
+            for name in names:
+                dumped, ttl = self.redis.dump(name), self.redis.pttl(name)
+                if dumped is not None and ttl > 0:
+                    kept.append((name, ttl, dumped))
+        self.redis.flushall()
+        if score is not None and self.worker_id is not None:
+            self.redis.zadd(WORKERS_KEY, {self.worker_id: score})
+        for name, ttl, dumped in kept:
+            self.redis.restore(name, ttl, dumped, replace=True)
+
+    def close(self) -> None:
+        self.stop_worker()
+        if self.gateway is not None:
+            self.gateway.process.stop()
+        self.redis.close()
+
+
+@pytest.fixture(scope="session")
+def shared(redis_server: str, tmp_path_factory: pytest.TempPathFactory,
+           _stub_service: StubService) -> Iterator[Shared]:
+    processes = Shared(redis_server, tmp_path_factory.mktemp("shared"), _stub_service.url)
+    yield processes
+    processes.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_shared_worker(request: pytest.FixtureRequest, shared: Shared) -> None:
+    """Only tests that ask for ``worker`` have the shared worker running: no other test's jobs get taken."""
+    if "worker" not in request.fixturenames:
+        shared.stop_worker()
+
+
+@pytest.fixture
+def worker(env: dict[str, str], tmp_path: Path, sync_redis: redis.Redis, shared: Shared,
+           stub: StubService) -> Iterator[Process]:
+    """A worker: the shared one with the standard env, else one of this test's own (started on the spot)."""
+    if env != shared.env:
+        shared.stop_worker()
+        proc = start_worker(env, tmp_path / "worker.log", sync_redis)
+        try:
+            yield proc
+        finally:
+            proc.stop()
+        return
+    proc = shared.worker_process()
+    yield proc
+    if not proc.alive() or not shared.worker_is_idle(stub):
+        shared.stop_worker()  # it still holds this test's jobs: the next test gets a fresh one
+
+
+@pytest.fixture
+def gateway(env: dict[str, str], tmp_path: Path, shared: Shared) -> Iterator[str]:
+    """The gateway as a real process (the shared one with the standard env); yields its base URL."""
+    if env == shared.env:
+        yield shared.gateway_url()
+        return
+    own = start_gateway(env, tmp_path / "gateway.log")
     try:
-        wait_for(up, what="gateway")
-        yield url
+        yield own.url
     finally:
-        proc.stop()
+        own.process.stop()
 
 
 @pytest.fixture
@@ -314,5 +513,5 @@ async def until(api: httpx.AsyncClient, job_id: str, statuses: Iterable[str] = T
         view = (await api.get(f"/jobs/{job_id}")).json()
         if view.get("status") in wanted:
             return view
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.02)
     raise AssertionError(f"job never reached {sorted(wanted)}: {view}")

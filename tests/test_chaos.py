@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from contracts.operations import SERVICES
-from tests.conftest import API_KEY, REPO, Process, free_port
+from tests.conftest import API_KEY, REPO, WORKER_COMMAND, Process, free_port
 
 TERMINAL = {"complete", "failed", "aborted"}
 
@@ -114,7 +114,7 @@ class Cluster:
             "IFCFLOW_API_KEYS": API_KEY,
             "IFCFLOW_DATA_DIR": str(data_dir),
             "IFCFLOW_WORKER_DEAD_AFTER": "3",
-            "IFCFLOW_HEARTBEAT_INTERVAL": "1",
+            "IFCFLOW_HEARTBEAT_INTERVAL": "0.5",  # six beats to a death: a busy 2-core machine never fakes one
             "IFCFLOW_POLL_DELAY": "0.1",
             "IFCFLOW_MAX_JOBS": "10",
             "IFCFLOW_RETRY_BACKOFF": "0.2",
@@ -173,7 +173,7 @@ class Cluster:
             self.gateway.stop()
 
     def start_worker(self) -> Process:
-        worker = Process([sys.executable, "-m", "arq", "jobs.WorkerSettings"], self.env, self._log("worker"))
+        worker = Process(WORKER_COMMAND, self.env, self._log("worker"))
         self.workers.append(worker)
         return worker
 
@@ -482,7 +482,11 @@ async def run_chaos(config: ChaosConfig) -> tuple[ChaosReport, list[Path]]:
 
 async def test_500_jobs_survive_worker_kills_a_redis_restart_and_a_gateway_restart(tmp_path: Path) -> None:
     assert REPO.is_dir()
-    report, logs = await run_chaos(ChaosConfig(workdir=tmp_path))
+    # All 500 jobs, submitted at 20/s (25 s instead of the defaults' 62 s), with the kills, the Redis restart
+    # and the gateway restart scaled to fit: a worker killed every 1.6 s (15 or so kills, as before).
+    config = ChaosConfig(workdir=tmp_path, jobs=500, rate=20.0, kill_every=1.6,
+                         redis_restarts=[8.0], gateway_restarts=[16.0])
+    report, logs = await run_chaos(config)
     print("\n" + report.summary())
     details = (report.not_complete, report.wrong_result, report.never_called)
     assert report.submitted == 500, report.summary()
@@ -579,13 +583,20 @@ def test_the_default_retries_outlast_an_ifc_service_down_for_a_minute() -> None:
     assert sum(shortest) >= floor >= 60, (floor, shortest)
 
 
+# The default backoff (2 s) keeps a job trying for over a minute (the test above); scaled by 1/8, a 7.5 s
+# outage is the same minute: the default number of tries, each try's delay an eighth as long.
+OUTAGE_BACKOFF = 0.25
+OUTAGE = 7.5
+
+
 async def test_jobs_ride_out_an_ifc_service_outage_and_health_reports_it(tmp_path: Path) -> None:
-    """The service refuses connections for 15 s (the minute, scaled by the backoff base): jobs retry,
+    """The service refuses connections for 7.5 s (the minute, scaled by the backoff base): jobs retry,
     /health turns degraded within one check period, and everything completes once it is back."""
     echo = EchoService((0.05, 0.1))
     echo.start()
-    cluster = Cluster(tmp_path, echo.url, {"IFCFLOW_HEALTH_CHECK_PERIOD": "5", "IFCFLOW_RETRY_BACKOFF": "0.5",
-                                           "IFCFLOW_RETRY_BACKOFF_MAX": "30"})
+    cluster = Cluster(tmp_path, echo.url, {"IFCFLOW_HEALTH_CHECK_PERIOD": "5",
+                                           "IFCFLOW_RETRY_BACKOFF": str(OUTAGE_BACKOFF),
+                                           "IFCFLOW_RETRY_BACKOFF_MAX": str(30 * OUTAGE_BACKOFF / 0.5)})
     cluster.env.pop("IFCFLOW_MAX_TRIES", None)  # the default number of tries
     try:
         await cluster.start_redis()
@@ -616,7 +627,7 @@ async def test_jobs_ride_out_an_ifc_service_outage_and_health_reports_it(tmp_pat
             await until(degraded, 20, "/health to report the service down")
             detected = time.monotonic() - down
             assert (await health())["status"] == "degraded"
-            await asyncio.sleep(max(0.0, 15 - (time.monotonic() - down)))
+            await asyncio.sleep(max(0.0, OUTAGE - (time.monotonic() - down)))  # the outage under test
             views = [(await api.get(f"/jobs/{j}")).json() for j in ids]
             assert all(v["status"] in ("queued", "deferred", "in_progress") for v in views), views
             assert all(v["retry"] for v in views if v["status"] == "deferred"), views
@@ -634,7 +645,7 @@ async def test_jobs_ride_out_an_ifc_service_outage_and_health_reports_it(tmp_pat
             assert all(v["status"] == "complete" for v in finals), finals
             assert all(v["tries"] > 1 for v in finals), [v["tries"] for v in finals]
             healthy_again = await health_task
-        print(f"\nservice down 15 s: /health degraded after {detected:.1f} s; after it came back, all 10 jobs "
+        print(f"\nservice down {OUTAGE:g} s: /health degraded after {detected:.1f} s; after it came back, all 10 jobs "
               f"complete in {completed:.1f} s (tries {sorted(v['tries'] for v in finals)}), healthy after "
               f"{healthy_again:.1f} s")
         assert detected <= 5 + 5 + 1  # one check period, plus the check's own timeout

@@ -59,11 +59,11 @@ async def test_queue_gauges_count_waiting_deferred_and_running_jobs(api, worker,
     stub.will("/ifcconvert", Behaviour(delay=5))
     running = await submit(api)
     await submit(api, body={**CONVERT, "defer_by": 600})
+    await until(api, running, {"in_progress"})
+    # The next heartbeat carries the running count: scrape until it is in.
     deadline = time.monotonic() + 10
-    while (await api.get(f"/jobs/{running}")).json()["status"] != "in_progress" and time.monotonic() < deadline:
+    while value(samples := await scrape(api), "ifcflow_jobs_in_flight") != 1 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    await asyncio.sleep(1.5)  # one heartbeat carries the running count
-    samples = await scrape(api)
     assert value(samples, "ifcflow_queue_jobs", queue="arq:queue", state="deferred") == 1
     assert value(samples, "ifcflow_queue_jobs", queue="arq:queue", state="in_progress") == 1
     assert value(samples, "ifcflow_queue_jobs", queue="arq:queue", state="queued") == 0

@@ -10,12 +10,24 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import API_KEY, CONVERT, TERMINAL, Behaviour, free_port, start_redis, start_worker, submit, until
+from tests.conftest import (
+    API_KEY,
+    CONVERT,
+    TERMINAL,
+    Behaviour,
+    eventually,
+    free_port,
+    start_gateway,
+    start_redis,
+    start_worker,
+    submit,
+    until,
+)
 
 
 @pytest.fixture
 def fast_death(env):
-    env["IFCFLOW_WORKER_DEAD_AFTER"] = "3"
+    env["IFCFLOW_WORKER_DEAD_AFTER"] = "2"
 
 
 def runner_of(job_id, *workers):
@@ -34,10 +46,9 @@ async def test_a_job_on_a_sigkilled_worker_runs_again_within_seconds_despite_a_2
     b = start_worker(env, tmp_path / "b.log", sync_redis, live=2)
     try:
         job_id = await submit(api)
-        await until(api, job_id, {"in_progress"})
-        await asyncio.sleep(0.3)
-        victim = runner_of(job_id, a, b)
-        assert victim is not None
+        # Killed inside the slow call (not merely once it shows in_progress): the rerun gets the quick answer.
+        await eventually(lambda: stub.calls_to("/ifcconvert"), 10, what="the job's service call")
+        victim = await eventually(lambda: runner_of(job_id, a, b), 10, what="the job.started line")
         killed_at = time.monotonic()
         victim.proc.send_signal(signal.SIGKILL)
         view = await until(api, job_id, TERMINAL, timeout=30)
@@ -61,11 +72,7 @@ async def test_sigterm_lets_a_running_job_finish_and_runs_it_only_once(api, env,
         w.proc.send_signal(signal.SIGTERM)
         view = await until(api, job_id, TERMINAL)
         assert view["status"] == "complete"
-        for _ in range(100):
-            if w.proc.poll() is not None:
-                break
-            await asyncio.sleep(0.1)
-        assert w.proc.poll() is not None
+        await eventually(lambda: w.proc.poll() is not None, 10, what="the worker to exit")
         assert len(stub.calls_to("/ifcconvert")) == 1
     finally:
         w.stop()
@@ -77,11 +84,7 @@ async def test_sigterm_past_the_wait_hands_the_job_back_for_the_next_worker(api,
     job_id = await submit(api)
     await until(api, job_id, {"in_progress"})
     w.proc.send_signal(signal.SIGTERM)
-    for _ in range(100):
-        if w.proc.poll() is not None:
-            break
-        await asyncio.sleep(0.1)
-    assert w.proc.poll() is not None
+    await eventually(lambda: w.proc.poll() is not None, 10, what="the worker to exit")
     w.stop()
     assert (await api.get(f"/jobs/{job_id}")).json()["status"] == "queued"
     w2 = start_worker(env, tmp_path / "w2.log", sync_redis)
@@ -128,15 +131,13 @@ async def test_failed_jobs_keep_their_result_as_long_as_successful_ones(api, wor
 
 
 async def test_a_redis_restart_is_ridden_out_by_gateway_and_worker(env, tmp_path, stub):
-    from tests.test_live_status import _start_gateway
-
     port = free_port()
     redis_dir = tmp_path / "redis-aof"
     redis_dir.mkdir()
     server = start_redis(port, redis_dir, "--appendonly", "yes", "--appendfsync", "always")
     env["IFCFLOW_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis(port=port)
-    gateway = _start_gateway(env, tmp_path)
+    gateway = start_gateway(env, tmp_path / "gateway.log")
     worker = None
     try:
         async with httpx.AsyncClient(base_url=gateway.url, headers={"X-API-Key": API_KEY}, timeout=10) as api:
@@ -154,7 +155,7 @@ async def test_a_redis_restart_is_ridden_out_by_gateway_and_worker(env, tmp_path
             # Now restart under the running worker: it reconnects by itself.
             server.terminate()
             server.wait(10)
-            await asyncio.sleep(1)
+            await asyncio.sleep(1)  # the outage under test: Redis stays away while the worker polls
             server = start_redis(port, redis_dir, "--appendonly", "yes", "--appendfsync", "always")
             after = await submit(api)
             assert (await until(api, after, TERMINAL))["status"] == "complete"
@@ -162,6 +163,6 @@ async def test_a_redis_restart_is_ridden_out_by_gateway_and_worker(env, tmp_path
     finally:
         if worker:
             worker.stop()
-        gateway.stop()
+        gateway.process.stop()
         server.terminate()
         server.wait(10)

@@ -10,7 +10,7 @@ import pytest
 
 from contracts.operations import Operation
 from settings import DEFAULT_QUEUE, Settings
-from tests.conftest import REPO
+from tests.conftest import ARQ_WORKER_COMMAND, REPO, WORKER_COMMAND
 
 
 def test_defaults_match_the_documented_ones(monkeypatch):
@@ -39,11 +39,14 @@ def test_env_vars_set_keys_urls_timeouts_and_queues(monkeypatch):
     assert "a" not in repr(s.api_keys)  # secrets never printed
 
 
-WORKER = [sys.executable, "-m", "arq", "jobs.WorkerSettings"]
 GATEWAY = [sys.executable, "-m", "uvicorn", "service.app:app", "--port", "1"]
+# The worker's entry point and, when that is not arq's CLI, arq's CLI too: both read the same settings.
+COMMANDS = {"worker": WORKER_COMMAND, "gateway": GATEWAY}
+if WORKER_COMMAND != ARQ_WORKER_COMMAND:
+    COMMANDS["arq-worker"] = ARQ_WORKER_COMMAND
 
 
-@pytest.mark.parametrize("command", [WORKER, GATEWAY], ids=["worker", "gateway"])
+@pytest.mark.parametrize("command", list(COMMANDS.values()), ids=list(COMMANDS))
 @pytest.mark.parametrize(
     "var,value",
     [("IFCFLOW_MAX_JOBS", "lots"), ("IFCFLOW_IFCCONVERT_URL", "not a url"), ("IFCFLOW_JOB_TIMEOUTS", '{"nope": 1}')],

@@ -53,6 +53,14 @@ def body_for(route: str, ifc: str) -> dict:
     return fill(BODIES[route])
 
 
+async def until_active(client, service: str, count: int, timeout: float = 20.0) -> None:
+    """Poll the service's /health until ``count`` operations are running in it."""
+    deadline = time.monotonic() + timeout
+    while (await client.get(f"/{service}/health")).json()["active"] < count:
+        assert time.monotonic() < deadline, f"{service}: {count} operations never ran at once"
+        await asyncio.sleep(0.02)
+
+
 def service_of(route: str) -> str:
     return route.split("/")[1]
 
@@ -86,7 +94,7 @@ async def test_a_segfault_fails_only_its_own_request(client):
             json={"filename": "uploads/walls__slow3__.ifc", "output_filename": "output/ifc2json/survivor.json"},
         )
     )
-    await asyncio.sleep(0.5)
+    await until_active(client, "ifc2json", 1)  # the neighbour is running
     crash = await client.post(
         "/ifc2json/ifc2json",
         json={"filename": "uploads/walls__segv__.ifc", "output_filename": "output/ifc2json/crash.json"},
@@ -141,7 +149,7 @@ async def test_saturated_service_answers_503_at_once_while_health_keeps_answerin
         )
         for i in range(CONCURRENCY)
     ]
-    await asyncio.sleep(0.5)
+    await until_active(client, "ifccsv", CONCURRENCY)
     started = time.monotonic()
     health = await client.get("/ifccsv/health")
     assert health.json()["active"] == CONCURRENCY == health.json()["capacity"]
