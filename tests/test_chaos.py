@@ -27,8 +27,10 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.asyncio import Redis
 
 from contracts.operations import SERVICES
+from store import job_store
 from tests.conftest import API_KEY, REPO, WORKER_COMMAND, Process, free_port
 
 TERMINAL = {"complete", "failed", "aborted"}
@@ -517,7 +519,7 @@ async def _until_status(client: httpx.AsyncClient, job_id: str, statuses: set[st
     raise AssertionError(f"job never reached {statuses}: {view}")
 
 
-async def test_a_claim_left_by_a_worker_killed_before_recording_it_is_handed_back_in_seconds(
+async def test_a_claim_of_a_worker_killed_right_after_claiming_is_handed_back_in_seconds(
     client: httpx.AsyncClient, env: dict[str, str], tmp_path: Path, sync_redis: Any, stub: Any
 ) -> None:
     from tests.conftest import start_worker
@@ -525,24 +527,30 @@ async def test_a_claim_left_by_a_worker_killed_before_recording_it_is_handed_bac
     env["IFCFLOW_WORKER_DEAD_AFTER"] = "3"
     job_id = (await client.post("/ifcconvert", json={"input_filename": "model.ifc",
                                                      "output_filename": "m.glb"})).json()["job_id"]
-    # What arq's claim leaves when its worker dies before anything else: the in-progress key alone,
-    # with arq's TTL (the longest function timeout + 10 s: over an hour here).
-    sync_redis.psetex(f"arq:in-progress:{job_id}", 7210 * 1000, b"1")
+    # What a worker killed just after its claim leaves: the claim script's one atomic step (arq's
+    # in-progress key, with arq's TTL of over an hour, the job in the worker's held set, the record
+    # naming it), and a heartbeat that has stopped.
+    ghost = "ghost:1:000000"
+    redis_async = Redis.from_url(env["IFCFLOW_REDIS_URL"])
+    try:
+        claimed = await job_store.claim(redis_async, "arq:queue", ghost, 1, 7210 * 1000)
+    finally:
+        await redis_async.aclose()
+    assert [j for j, _ in claimed] == [job_id]
+    sync_redis.zadd("ifcflow:workers", {ghost: int(time.time() * 1000)})
     started = time.monotonic()
     worker = start_worker(env, tmp_path / "worker.log", sync_redis)
     try:
         view = await _until_status(client, job_id, TERMINAL, timeout=20)
         recovered = time.monotonic() - started
         assert view["status"] == "complete", view
-        # The new worker first watches for dead_after (3 s), then waits out the grace (3 s): not arq's 2 h.
-        assert recovered < 15, recovered
-        assert any(e.get("event") == "worker.orphaned_jobs_handed_back" for e in worker.log_lines())
-        print(f"\norphaned claim handed back and run after {recovered:.1f} s")
+        assert recovered < 15, recovered  # dead-after and one beat, not arq's 2 h
+        assert any(e.get("event") == "worker.dead_jobs_handed_back" for e in worker.log_lines())
     finally:
         worker.stop()
 
 
-async def test_a_long_job_on_a_live_worker_is_never_taken_for_an_orphan(
+async def test_a_long_job_on_a_live_worker_is_never_handed_back(
     client: httpx.AsyncClient, env: dict[str, str], tmp_path: Path, sync_redis: Any, stub: Any
 ) -> None:
     from tests.conftest import Behaviour, start_worker
