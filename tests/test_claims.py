@@ -4,7 +4,9 @@ claims): every job runs exactly once either way, and a fleet keeps all its slots
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+from collections.abc import Iterator
 
 from contracts.wire import JOB_ID_HEADER
 from tests.conftest import CONVERT, Behaviour, start_worker, submit, until
@@ -17,6 +19,16 @@ async def run_all(api, ids: list[str], timeout: float = 90) -> list[dict]:
     return list(await asyncio.gather(*(until(api, j, timeout=timeout) for j in ids)))
 
 
+@contextlib.contextmanager
+def two_workers(env, tmp_path, sync_redis, command: list[str]) -> Iterator[list]:
+    workers = [start_worker(env, tmp_path / f"w{i}.log", sync_redis, live=i + 1, command=command) for i in range(2)]
+    try:
+        yield workers
+    finally:
+        for w in workers:
+            w.stop()
+
+
 async def test_two_batch_claiming_workers_keep_both_their_slots_full_and_run_each_job_once(
     api, env, tmp_path, sync_redis, stub
 ):
@@ -24,8 +36,7 @@ async def test_two_batch_claiming_workers_keep_both_their_slots_full_and_run_eac
     # are always jobs the other worker runs already.
     env = {**env, "IFCFLOW_MAX_JOBS": "10"}
     stub.default = Behaviour(delay=1.0)
-    workers = [start_worker(env, tmp_path / f"w{i}.log", sync_redis, live=i + 1, command=BATCH) for i in range(2)]
-    try:
+    with two_workers(env, tmp_path, sync_redis, BATCH) as workers:
         ids = await asyncio.gather(*(submit(api, "/ifcconvert", CONVERT) for _ in range(60)))
         views = await run_all(api, ids)
         assert {(v["status"], v["tries"]) for v in views} == {("complete", 1)}
@@ -33,21 +44,14 @@ async def test_two_batch_claiming_workers_keep_both_their_slots_full_and_run_eac
         called = [c["headers"].get(JOB_ID_HEADER) for c in stub.calls]
         assert sorted(called) == sorted(ids)  # one service call per job: no job claimed twice
         assert all(any(e.get("event") == "job.completed" for e in w.log_lines()) for w in workers)
-    finally:
-        for w in workers:
-            w.stop()
 
 
 async def test_arqs_own_worker_runs_the_same_jobs_with_arqs_claims(api, env, tmp_path, sync_redis, stub):
     env = {**env, "IFCFLOW_MAX_JOBS": "20"}
     stub.default = Behaviour(delay=0.1)
-    workers = [start_worker(env, tmp_path / f"w{i}.log", sync_redis, live=i + 1, command=STOCK) for i in range(2)]
-    try:
+    with two_workers(env, tmp_path, sync_redis, STOCK):
         ids = await asyncio.gather(*(submit(api, "/ifcconvert", CONVERT) for _ in range(100)))
         views = await run_all(api, ids)
         assert {(v["status"], v["tries"]) for v in views} == {("complete", 1)}
         assert sorted(c["headers"].get(JOB_ID_HEADER) for c in stub.calls) == sorted(ids)
         assert all(v["result"] == stub.default.body for v in views)
-    finally:
-        for w in workers:
-            w.stop()
