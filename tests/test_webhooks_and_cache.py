@@ -126,3 +126,11 @@ async def test_the_same_operation_on_the_same_bytes_is_served_from_the_cache(api
     third = await run({"input_filename": "copy.ifc", "output_filename": "third.glb", "use_world_coords": True})
     assert "cached" not in third["result"]
     assert len(stub.calls_to("/ifcconvert")) == 2
+
+
+@pytest.mark.parametrize("url", ["http://x.example.com:99999/", "http://x.example.com:-1/", "http://[*.example.com]/"])
+def test_a_callback_url_that_is_no_valid_url_is_refused_not_an_error(url: str) -> None:
+    from contracts.webhooks import CallbackRefused, check_callback_url
+
+    with pytest.raises(CallbackRefused, match="callback_url"):
+        check_callback_url(url, ["*.example.com"])
