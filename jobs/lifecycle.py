@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from typing import Any, cast
 
@@ -16,6 +17,7 @@ from jobs.health import heartbeat_loop, new_worker_id, say_goodbye
 from settings import get_settings
 from settings.logging import configure_logging
 from settings.process import freeze_startup_objects
+from store.redis_client import eviction_policy, eviction_problem
 
 log = structlog.get_logger("jobs.worker")
 
@@ -25,6 +27,10 @@ async def startup(raw_ctx: dict[str, Any]) -> None:
     settings = get_settings()
     # arq's CLI configured stdlib logging after importing us; take it over now.
     configure_logging(settings.log_level, settings.log_json)
+    problem = eviction_problem(await eviction_policy(ctx["redis"]), settings)
+    if problem:
+        print(problem, file=sys.stderr)
+        raise SystemExit(2)
     ctx["settings"] = settings
     # One session for every job of this process; no per-host cap, the job count is the cap.
     ctx["http"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))

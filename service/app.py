@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import structlog
@@ -15,6 +16,7 @@ from service.lifespan import lifespan
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.routers import dashboard, files, health, jobs, live, metrics, operations, schedules, workflows
 from settings import load_settings_or_exit
+from store.redis_client import eviction_policy_now, eviction_problem
 
 log = structlog.get_logger("service")
 
@@ -75,7 +77,11 @@ def __getattr__(name: str) -> Any:
     # `uvicorn service.app:app` reaches the app through here: settings are checked when the server
     # starts, not on import, and a bad value stops it with one line instead of a lifespan traceback.
     if name == "app":
-        load_settings_or_exit(require_api_keys=True)
+        settings = load_settings_or_exit(require_api_keys=True)
+        problem = eviction_problem(eviction_policy_now(settings), settings)
+        if problem:
+            print(problem, file=sys.stderr)
+            raise SystemExit(2)
         globals()["app"] = application = create_app()
         return application
     raise AttributeError(f"module 'service.app' has no attribute {name!r}")

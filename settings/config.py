@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     # only password and database).
     redis_sentinels: Annotated[list[str], NoDecode] = Field(default_factory=list)
     redis_sentinel_master: str = "mymaster"
+    # A Redis that evicts keys loses jobs silently: anything but maxmemory-policy noeviction stops the
+    # gateway and the workers at start unless this is set (then only a warning).
+    redis_allow_eviction: bool = False
     # NoDecode: a plain comma-separated list, not JSON, is what operators type.
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     # Open mode must be asked for by name; an empty key list alone never opens the API.

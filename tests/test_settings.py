@@ -71,3 +71,41 @@ def test_the_gateway_refuses_to_start_without_api_keys_unless_open_mode_is_asked
     proc = subprocess.run([sys.executable, "-c", code], env={**env, "IFCFLOW_ALLOW_ANONYMOUS": "true"},
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("command", ["worker", "gateway"])
+def test_a_redis_that_evicts_keys_stops_gateway_and_worker_with_one_line_unless_allowed(
+    command, tmp_path
+):
+    from tests.conftest import free_port, start_redis
+
+    port = free_port()
+    server = start_redis(port, tmp_path, "--maxmemory-policy", "allkeys-lru")
+    try:
+        env = {**os.environ, "IFCFLOW_REDIS_URL": f"redis://127.0.0.1:{port}/0", "IFCFLOW_API_KEYS": "k",
+               "IFCFLOW_DATA_DIR": str(tmp_path / "data")}
+        argv = WORKER_COMMAND if command == "worker" else [
+            sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(free_port())]
+        done = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, done.stderr[-2000:]
+        lines = [line for line in done.stderr.splitlines() if line.startswith("ifcflow:")]
+        assert len(lines) == 1 and "maxmemory-policy allkeys-lru" in lines[0] and "NOEVICTION" not in lines[0]
+        assert "IFCFLOW_REDIS_ALLOW_EVICTION" in lines[0] and "Traceback" not in done.stderr
+        if command == "gateway":
+            return
+        # Allowed by name: the worker runs, and says what it risks.
+        allowed = subprocess.Popen(WORKER_COMMAND, env={**env, "IFCFLOW_REDIS_ALLOW_EVICTION": "true",
+                                                        "IFCFLOW_LOG_JSON": "true"},
+                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            assert allowed.stdout is not None
+            for line in allowed.stdout:
+                if '"redis.evicting"' in line:
+                    break
+            assert allowed.poll() is None
+        finally:
+            allowed.terminate()
+            allowed.wait(15)
+    finally:
+        server.terminate()
+        server.wait(10)
