@@ -13,8 +13,6 @@ import hmac
 import time
 from urllib.parse import urlsplit
 
-from arq import ArqRedis
-
 SIGNATURE_HEADER = "X-Ifcflow-Signature"
 EVENT_HEADER = "X-Ifcflow-Event"
 DELIVERY_HEADER = "X-Ifcflow-Delivery"
@@ -68,13 +66,3 @@ def verify(secret: bytes, body: bytes, header: str, tolerance_s: int = 300) -> b
 
 DELIVER_FUNCTION = "deliver_webhook"  # an internal arq function: never an operation clients can name
 
-
-async def schedule_delivery(redis: ArqRedis, kind: str, target_id: str, finished_ms: int, queue: str) -> None:
-    """Enqueue the delivery of a finished job's or workflow's status, once per end (retried by itself)."""
-    await redis.enqueue_job(
-        DELIVER_FUNCTION,
-        kind=kind,
-        target_id=target_id,
-        _job_id=f"hook-{kind}-{target_id}-{finished_ms}",
-        _queue_name=queue,
-    )

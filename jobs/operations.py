@@ -24,7 +24,7 @@ from jobs.errors import TransientServiceError
 from jobs.service_client import call_service
 from store import job_store
 from store.job_store import TryEnd
-from store.serialization import JobError
+from store.serialization import JobError, error_info
 
 log = structlog.get_logger("jobs")
 
@@ -94,8 +94,7 @@ async def run_operation(
             _ended(ctx, TryEnd("interrupted"), started)
         raise
     except Exception as exc:
-        error = ErrorInfo(type="internal_error", message=f"{type(exc).__name__}: {exc}")
-        _ended(ctx, TryEnd("failed", error=error), started)
+        _ended(ctx, TryEnd("failed", error=error_info(exc)), started)
         raise
     _ended(ctx, TryEnd("complete", result=result), started)
     return result

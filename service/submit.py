@@ -10,7 +10,6 @@ import structlog
 from contracts.operations import Operation
 from service.batching import CreateBatcher
 from service.schemas import JobOptions
-from settings import Settings
 from store.job_store import NewJob, new_job_id, now_ms
 
 # Longest Idempotency-Key header accepted; longer ones are refused with 422 before anything is made.
@@ -36,7 +35,6 @@ def due_ms(options: JobOptions) -> int | None:
 
 async def submit(
     creates: CreateBatcher,
-    settings: Settings,
     op: Operation,
     request: dict[str, Any],
     options: JobOptions,

@@ -19,7 +19,6 @@ import os
 import time
 import zlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import msgpack
@@ -30,11 +29,12 @@ from arq.jobs import deserialize_result, serialize_job
 from redis.asyncio import Redis
 
 from contracts.operations import Operation
+from contracts.webhooks import DELIVER_FUNCTION
 from contracts.wire import ErrorInfo
 from settings import Settings
 from store import keys, scripts, stats
 from store.job_view import JobView, decode, view_of
-from store.serialization import JobError, deserialize, serialize
+from store.serialization import JobError, deserialize, error_info, serialize
 
 Priority = Literal["high", "normal", "low"]
 PRIORITY_LEVEL: dict[str, int] = {"low": 0, "normal": 1, "high": 2}
@@ -228,8 +228,6 @@ async def requeue(redis: Redis, settings: Settings, job_id: str) -> str:
 async def schedule_delivery(redis: ArqRedis, kind: str, target_id: str, finished_ms: int, queue: str) -> None:
     """Enqueue the webhook delivery of a finished job or workflow, once per end (arq's own enqueue:
     a delivery is an internal arq job with no record of its own)."""
-    from contracts.webhooks import DELIVER_FUNCTION
-
     await redis.enqueue_job(
         DELIVER_FUNCTION, kind=kind, target_id=target_id, _job_id=f"hook-{kind}-{target_id}-{finished_ms}",
         _queue_name=queue,
@@ -359,8 +357,6 @@ async def settle_from_arq(redis: Redis, settings: Settings, job_id: str, worker_
         result = info.result if isinstance(info.result, dict) else {"value": info.result}
         end = TryEnd("complete", result=result)
     else:
-        from store.serialization import error_info
-
         error = info.result.info if isinstance(info.result, JobError) else error_info(info.result)
         end = TryEnd("aborted" if error.type == "aborted" else "failed", error=error)
     return await finish(redis, settings, job_id, worker_id, info.job_try, Operation(record["operation"]), end)
@@ -395,8 +391,3 @@ async def reap_dead_workers(redis: Redis, settings: Settings, dead_after_s: floa
             else:
                 await settle_from_arq(redis, settings, job_id)
     return handed_back
-
-
-def finished_at_ms(view: JobView) -> int:
-    """The end time a webhook delivery id is made from."""
-    return int((view.finished_at or datetime.now(UTC)).timestamp() * 1000)

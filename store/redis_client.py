@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+import redis as sync_redis
+import structlog
 from arq.connections import RedisSettings
 from redis.asyncio import ConnectionPool
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.exceptions import RedisError
 
 from settings import Settings
 
@@ -22,8 +25,6 @@ def eviction_problem(policy: str | None, settings: Settings) -> str | None:
     if policy in (None, "", "noeviction"):
         return None
     if settings.redis_allow_eviction:
-        import structlog
-
         structlog.get_logger("ifcflow").warning(
             "redis.evicting", maxmemory_policy=policy,
             hint="IFCFLOW_REDIS_ALLOW_EVICTION is set: jobs may vanish when Redis fills up")
@@ -33,8 +34,6 @@ def eviction_problem(policy: str | None, settings: Settings) -> str | None:
 
 async def eviction_policy(redis: Any) -> str | None:
     """Redis's ``maxmemory-policy``; None when it cannot be read (a managed Redis refusing CONFIG)."""
-    from redis.exceptions import RedisError
-
     try:
         found = await redis.config_get("maxmemory-policy")
     except (RedisError, OSError):
@@ -76,18 +75,16 @@ def arq_redis_settings(settings: Settings) -> RedisSettings:
 
 def eviction_policy_now(settings: Settings) -> str | None:
     """``eviction_policy`` read once, synchronously, before a process starts serving."""
-    import redis as sync_redis
-
     try:
         if settings.redis_sentinels:
             url = urlsplit(settings.redis_url)
-            sentinel = sync_redis.sentinel.Sentinel(sentinel_hosts(settings), socket_timeout=2)
+            sentinel = sync_redis.Sentinel(sentinel_hosts(settings), socket_timeout=2)
             client = sentinel.master_for(settings.redis_sentinel_master, password=url.password, socket_timeout=2)
         else:
             client = sync_redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
         with client:
             found = client.config_get("maxmemory-policy")
-    except (sync_redis.RedisError, OSError):
+    except (RedisError, OSError):
         return None  # Redis away (the process starts and answers 503 meanwhile) or CONFIG refused
     value = found.get("maxmemory-policy") if isinstance(found, dict) else None
     return value.decode() if isinstance(value, bytes) else value

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -284,12 +283,6 @@ def test_script_shas_match_their_sources():
     for script in scripts.ALL:
         assert script.sha == hashlib.sha1(script.source.encode()).hexdigest()
         assert script.source.startswith("--"), f"{script.name}.lua says what it takes first"
-
-
-@pytest.fixture(autouse=True)
-def _no_slow_clock() -> None:
-    # The record's times are milliseconds of the wall clock: the tests assume it moves forward.
-    assert time.time() > 1_700_000_000
 
 
 async def test_a_job_end_refused_by_a_full_redis_is_retried_until_it_is_written(aredis, settings):

@@ -101,7 +101,6 @@ def _make_route(spec: OperationSpec) -> Callable[..., Coroutine[Any, Any, Respon
         try:
             created = await submit(
                 request.state.creates,
-                settings,
                 op,
                 body.model_dump(mode="json", by_alias=True, exclude=_OPTION_FIELDS),
                 options,
