@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bench.harness import Harness
+from bench.peers.drivers import KEYS as PEER_KEYS
 from bench.procs import REPO, BenchError, raise_fd_limit
 from bench.report import Section, as_text, machine, write
 from bench.sizes import FULL, QUICK
@@ -27,6 +28,7 @@ SCENARIOS = {
     "live": "live_latency",
     "sockets": "many_sockets",
     "fleet": "fleet",
+    "burst": "burst",
 }
 ALIASES = {str(i): name for i, name in enumerate(SCENARIOS, start=1)}
 
@@ -41,7 +43,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="rounds per measurement (default 3, quick 1)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="where JSON and Markdown go")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (process logs) after the run")
+    parser.add_argument(
+        "--peers", default=",".join(PEER_KEYS), metavar="LIST",
+        help=f"other queues measured beside ifcflow in throughput, overhead and fleet, comma-separated, "
+        f"of {', '.join(PEER_KEYS)}, or 'none' (default: all; those not installed are skipped with a note)",
+    )
     args = parser.parse_args(argv)
+    peers = tuple(p for p in args.peers.split(",") if p and p != "none")
+    bad = [p for p in peers if p not in PEER_KEYS]
+    if bad:
+        parser.error(f"unknown peer(s) {', '.join(bad)}; choose from {', '.join(PEER_KEYS)} or none")
+    args.peers = peers
     names = [ALIASES.get(s, s) for s in args.scenarios] or list(SCENARIOS)
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
@@ -62,7 +74,7 @@ async def _run(args: argparse.Namespace, workdir: Path) -> list[Section]:
     sizes = QUICK if args.quick else FULL
     rounds = args.rounds or sizes.rounds
     sections: list[Section] = []
-    async with Harness(workdir, sizes, rounds, args.quick) as h:
+    async with Harness(workdir, sizes, rounds, args.quick, args.peers) as h:
         for name in args.scenarios:
             module = importlib.import_module(f"bench.scenarios.{SCENARIOS[name]}")
             runner: Callable[[Harness], Awaitable[Section]] = module.run
@@ -95,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "rounds": args.rounds or (QUICK if args.quick else FULL).rounds,
         "scenarios": args.scenarios,
+        "peers": list(args.peers),
         "fd_limit": fds,
         "seconds": round(time.perf_counter() - started, 1),
     }

@@ -33,11 +33,14 @@ class Gateway:
 class Harness:
     """One bench run: sizes, a private redis-server on a free port, a data directory, a log directory."""
 
-    def __init__(self, workdir: Path, sizes: Sizes, rounds: int, quick: bool) -> None:
+    def __init__(
+        self, workdir: Path, sizes: Sizes, rounds: int, quick: bool, peers: tuple[str, ...] = ()
+    ) -> None:
         self.workdir = workdir
         self.sizes = sizes
         self.rounds = rounds
         self.quick = quick
+        self.peers = peers  # keys of bench.peers.drivers.ALL to measure beside ifcflow
         self.logs = workdir / "logs"
         self.data_dir = workdir / "data"
         self._redis_proc: Proc | None = None
@@ -133,17 +136,22 @@ class Scope:
             if p in self.procs:
                 self.procs.remove(p)
 
-    def _start(self, name: str, args: list[str], env: dict[str, str]) -> Proc:
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> Proc:
+        """Any process of the scenario (the peers' workers start through this)."""
         proc = Proc(name, args, env, self.h.log_path(name))
         self.procs.append(proc)
         return proc
 
-    async def stub(self, delay: float) -> str:
-        """A stand-in IFC service answering every call after ``delay`` seconds; returns its URL."""
+    _start = start
+
+    async def stub(self, delay: float, slots: int = 0) -> str:
+        """A stand-in IFC service answering every call after ``delay`` seconds (with ``slots``, 503 busy
+        beyond that many calls at once, and its capacity in /health); returns its URL."""
         port = free_port()
-        proc = self._start(
-            "stub", python_args("-m", "bench.stub_service", "--port", str(port), "--delay", str(delay)), {}
+        args = python_args(
+            "-m", "bench.stub_service", "--port", str(port), "--delay", str(delay), "--slots", str(slots)
         )
+        proc = self._start("stub", args, {})
         url = f"http://127.0.0.1:{port}"
 
         async def up() -> bool:

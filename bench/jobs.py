@@ -13,10 +13,13 @@ from rq import Queue
 
 from bench.procs import BenchError
 from bench.rq_job import call_service
+from settings import Settings
 from store import keys
 from store.serialization import deserialize
 
 CONVERT = {"input_filename": "uploads/model.ifc", "output_filename": "model.glb"}
+# ifcflow's default jobs in flight per worker process; peers that run many jobs per process get as many.
+MAX_JOBS = int(Settings.model_fields["max_jobs"].default)
 
 
 def new_ids(count: int) -> list[str]:

@@ -92,7 +92,21 @@ def machine() -> dict[str, Any]:
         "fastapi": fastapi.__version__,
         "uvicorn": uvicorn.__version__,
         "redis-py": redis.__version__,
+        **_peer_versions(),
     }
+
+
+def _peer_versions() -> dict[str, str]:
+    """Versions of the peers' packages that are installed (they are optional)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str] = {}
+    for name in ("rq", "celery", "kombu", "saq"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
 
 
 def write(sections: list[Section], out_dir: Path, meta: dict[str, Any]) -> tuple[Path, Path]:

@@ -40,6 +40,20 @@ class Sizes:
     fleet_max_jobs: int = 10
     fleet_job_s: float = 2.0
     fleet_backlog: int = 4
+    # Peers (bench.peers) in scenario 1: jobs per round for Celery threads and SAQ, and per prefork child.
+    throughput_peer_jobs: int = 2000
+    throughput_prefork_jobs: int = 12
+    # Peers in scenarios 1 and 8 at the first process count only (--quick: each peer start costs seconds).
+    peers_first_size_only: bool = False
+    # 9 burst: jobs submitted at once to a service of this many slots, each call this long, by this
+    # many workers of max_jobs each; then jobs left queued behind a service whose calls never end.
+    burst_jobs: int = 200
+    burst_slots: int = 2
+    burst_job_s: float = 0.25
+    burst_workers: int = 2
+    burst_max_jobs: int = 20
+    burst_idle_jobs: int = 100_000
+    burst_idle_window_s: float = 10.0
 
 
 FULL = Sizes(
@@ -92,4 +106,11 @@ QUICK = Sizes(
     fleet_max_jobs=3,
     fleet_job_s=0.3,
     fleet_backlog=2,
+    throughput_peer_jobs=20,
+    throughput_prefork_jobs=2,
+    peers_first_size_only=True,
+    burst_jobs=20,
+    burst_job_s=0.05,
+    burst_idle_jobs=200,
+    burst_idle_window_s=1.0,
 )

@@ -25,6 +25,7 @@ Tested with arq 0.28.0 (pyproject pins ``arq>=0.28,<0.29``). What it uses of arq
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import arq.worker
@@ -35,6 +36,7 @@ from settings import get_settings
 from store import job_store
 
 log = structlog.get_logger("jobs.worker")
+_MAX_CLAIM_BACKOFF = 0.2
 
 USED_METHODS = ("start_jobs", "finish_job", "finish_failed_job", "run_job", "_release_sem_dec_counter_on_complete")
 USED_ATTRIBUTES = ("sem", "job_counter", "max_jobs", "tasks", "queue_name", "in_progress_timeout_s", "loop", "ctx")
@@ -43,22 +45,38 @@ USED_ATTRIBUTES = ("sem", "job_counter", "max_jobs", "tasks", "queue_name", "in_
 class BatchClaimWorker(arq.worker.Worker):
     """arq's worker with one claim round trip per poll, reading past running jobs."""
 
+    _claim_backoff = 0.0
+    _claim_idle_until = 0.0
+
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Claim as many due jobs as there are free slots, in one script call, and start them.
 
         ``job_ids`` (arq's read of the queue head) only tells whether anything is due: the script
         reads the queue itself, past the jobs that run already."""
         free = self.max_jobs - self.job_counter
-        if free <= 0 or not job_ids:
+        if free <= 0 or not job_ids or time.monotonic() < self._claim_idle_until:
             return
         worker_id = self.ctx["worker_id"]
         in_progress_ms = int(self.in_progress_timeout_s * 1000)
-        for job_id, score in await job_store.claim(self.pool, self.queue_name, worker_id, free, in_progress_ms):
+        claimed = await job_store.claim(self.pool, get_settings(), self.queue_name, worker_id, free, in_progress_ms)
+        if not claimed.jobs and claimed.waiting:
+            # Due jobs wait for full services: polling on at full speed would only repeat the scan
+            # past them. Back off (up to a fifth of a second); a try ending here ends the pause at
+            # once, since its slot is what the waiting jobs need.
+            self._claim_backoff = min(max(self._claim_backoff * 2, 0.01), _MAX_CLAIM_BACKOFF)
+            self._claim_idle_until = time.monotonic() + self._claim_backoff
+            return
+        self._claim_backoff = 0.0
+        for job_id, score in claimed.jobs:
             await self.sem.acquire()
             self.job_counter += 1
             task = self.loop.create_task(self.run_job(job_id, score))
-            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            task.add_done_callback(self._job_done)
             self.tasks[job_id] = task
+
+    def _job_done(self, _: object) -> None:
+        self._release_sem_dec_counter_on_complete()
+        self._claim_idle_until = 0.0
 
     async def finish_job(self, *args: Any, **kwargs: Any) -> None:
         """arq's own, retried until Redis takes it (a full Redis would otherwise stop the worker)."""

@@ -15,7 +15,8 @@ import structlog
 from contracts.operations import SERVICES
 from jobs.context import WorkerContext
 from jobs.queue_sampler import sample_queues
-from store import job_store, keys
+from settings import Settings
+from store import job_store, keys, service_slots
 
 log = structlog.get_logger("jobs.health")
 _CHECK_TIMEOUT = aiohttp.ClientTimeout(total=5)
@@ -24,23 +25,37 @@ _CHECK_TIMEOUT = aiohttp.ClientTimeout(total=5)
 async def _check_one(session: aiohttp.ClientSession, service: str, url: str) -> dict[str, Any]:
     started = time.perf_counter()
     error: str | None = None
+    capacity: int | None = None
     try:
         async with session.get(f"{url}/health", timeout=_CHECK_TIMEOUT) as resp:
             if resp.status != 200:
                 error = f"HTTP {resp.status}"
-    except (aiohttp.ClientError, TimeoutError) as exc:
+            else:
+                body = await resp.json(content_type=None)
+                found = body.get("capacity") if isinstance(body, dict) else None
+                capacity = found if isinstance(found, int) and found > 0 else None
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         error = f"{type(exc).__name__}: {exc}".rstrip(": ")
     return {
         "service": service,
         "healthy": error is None,
         "error": error,
+        "capacity": capacity,
         "checked_at": int(time.time() * 1000),
         "latency_ms": round((time.perf_counter() - started) * 1000, 1),
     }
 
 
+def fleet_capacities(settings: Settings, results: list[dict[str, Any]]) -> dict[str, int]:
+    """Slots per service for the fleet: the setting where given, else what the service said; a service
+    that did not answer keeps its last known count."""
+    found = {r["service"]: r["capacity"] for r in results if r["capacity"]}
+    return {**found, **{s: n for s, n in settings.service_slots.items() if s in SERVICES}}
+
+
 async def check_services(ctx: WorkerContext) -> dict[str, bool]:
-    """Cron job: call every service's ``/health`` at once and store each answer with a TTL."""
+    """Cron job: call every service's ``/health`` at once and store each answer with a TTL, and
+    each service's capacity for the fleet's slots (``store/service_slots.py``)."""
     settings, redis = ctx["settings"], ctx["redis"]
     results = await asyncio.gather(
         *(_check_one(ctx["http"], s, settings.service_url(s)) for s in SERVICES)
@@ -51,6 +66,7 @@ async def check_services(ctx: WorkerContext) -> dict[str, bool]:
         for r in results:
             pipe.set(keys.service_health(r["service"]), json.dumps(r), ex=ttl)
         await pipe.execute()
+    await service_slots.publish_capacities(redis, fleet_capacities(settings, results))
     for r in results:
         if not r["healthy"]:
             log.warning("service.unhealthy", service=r["service"], error=r["error"])

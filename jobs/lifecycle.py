@@ -13,10 +13,11 @@ import structlog
 
 from jobs import aborts
 from jobs.context import WorkerContext
-from jobs.health import heartbeat_loop, new_worker_id, say_goodbye
+from jobs.health import fleet_capacities, heartbeat_loop, new_worker_id, say_goodbye
 from settings import get_settings
 from settings.logging import configure_logging
 from settings.process import freeze_startup_objects
+from store import service_slots
 from store.redis_client import eviction_policy, eviction_problem
 
 log = structlog.get_logger("jobs.worker")
@@ -32,6 +33,8 @@ async def startup(raw_ctx: dict[str, Any]) -> None:
         print(problem, file=sys.stderr)
         raise SystemExit(2)
     ctx["settings"] = settings
+    # Slot counts set by hand hold from the first claim on; the services' own come with the first check.
+    await service_slots.publish_capacities(ctx["redis"], fleet_capacities(settings, []))
     # One session for every job of this process; no per-host cap, the job count is the cap.
     ctx["http"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
     ctx["worker_id"] = new_worker_id()

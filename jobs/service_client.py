@@ -22,20 +22,21 @@ _TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=10)
 _MAX_DETAIL = 2000
 
 
-async def _error_detail(resp: aiohttp.ClientResponse) -> str:
-    """The service's own message from an error response, whatever shape it has."""
+async def _error_detail(resp: aiohttp.ClientResponse) -> tuple[str, str | None]:
+    """The service's own message from an error response, whatever shape it has, and its error type."""
     text = (await resp.text(errors="replace"))[:_MAX_DETAIL * 4]
     try:
         body = json.loads(text)
     except ValueError:
-        return text.strip()[:_MAX_DETAIL] or resp.reason or f"HTTP {resp.status}"
+        return text.strip()[:_MAX_DETAIL] or resp.reason or f"HTTP {resp.status}", None
     if isinstance(body, dict):
         if isinstance(body.get("error"), dict) and "message" in body["error"]:
-            return str(body["error"]["message"])[:_MAX_DETAIL]
+            kind = body["error"].get("type")
+            return str(body["error"]["message"])[:_MAX_DETAIL], kind if isinstance(kind, str) else None
         if "detail" in body:
             detail = body["detail"]
-            return (detail if isinstance(detail, str) else json.dumps(detail))[:_MAX_DETAIL]
-    return text[:_MAX_DETAIL]
+            return (detail if isinstance(detail, str) else json.dumps(detail))[:_MAX_DETAIL], None
+    return text[:_MAX_DETAIL], None
 
 
 def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
@@ -100,14 +101,15 @@ async def call_service(
         async with session.post(url, json=body, headers=headers, timeout=_TIMEOUT) as resp:
             status = resp.status
             if resp.status == 429 or resp.status >= 500:
-                detail = await _error_detail(resp)
+                detail, kind = await _error_detail(resp)
                 raise TransientServiceError(
                     f"{service} answered {resp.status}: {detail}",
                     status_code=resp.status,
                     retry_after=_retry_after(resp),
+                    busy=resp.status == 429 or kind == "busy",
                 )
             if resp.status >= 400:
-                detail = await _error_detail(resp)
+                detail, _ = await _error_detail(resp)
                 raise JobError(
                     ErrorInfo(type="service_error", message=detail, service=service, status_code=resp.status)
                 )

@@ -12,8 +12,9 @@ from prometheus_client.registry import Collector
 
 from contracts.operations import SERVICES, Operation
 from settings import DEFAULT_QUEUE, Settings
-from store import keys, stats
+from store import keys, redis_health, service_slots, stats
 from store.system_state import live_workers, queue_depths
+from workflows.schedules import SKIPPED_STAT
 
 # This process's request latencies; every other series comes from Redis, shared by all processes.
 GATEWAY_REGISTRY = CollectorRegistry(auto_describe=True)
@@ -68,6 +69,8 @@ async def system_metrics(redis: ArqRedis, settings: Settings) -> list[Metric]:
     for op in Operation:
         for outcome in stats.OUTCOMES:
             jobs.add_metric([op.value, outcome], decoded.get(f"{op.value}:{outcome}", 0.0))
+    skipped = CounterMetricFamily("ifcflow_schedule_slots_skipped", "Schedule slots never fired (no worker checked)")
+    skipped.add_metric([], decoded.get(SKIPPED_STAT, 0.0))
 
     duration = HistogramMetricFamily("ifcflow_job_duration_seconds", "Run time of a try", labels=["operation"])
     wait = HistogramMetricFamily("ifcflow_job_queue_wait_seconds", "Due to started", labels=["operation"])
@@ -75,7 +78,32 @@ async def system_metrics(redis: ArqRedis, settings: Settings) -> list[Metric]:
         for family, raw in ((duration, hist_raw[2 * i]), (wait, hist_raw[2 * i + 1])):
             buckets, total = stats.cumulative_buckets({k.decode(): v.decode() for k, v in raw.items()})
             family.add_metric([op.value], buckets, total)
-    return [depth, live, in_flight, up, jobs, duration, wait]
+    return [depth, live, in_flight, up, jobs, skipped, duration, wait, *await _capacity_metrics(redis)]
+
+
+async def _capacity_metrics(redis: ArqRedis) -> list[Metric]:
+    """Slots per service and those in use; Redis memory, writability and evictions."""
+    capacity = await service_slots.capacities(redis)
+    in_use = await service_slots.in_use(redis, list(SERVICES))
+    slots = GaugeMetricFamily("ifcflow_service_slots", "Slots of each IFC service for the fleet (0: unknown)",
+                              labels=["service"])
+    used = GaugeMetricFamily("ifcflow_service_slots_in_use", "Slots held by running jobs", labels=["service"])
+    for service in SERVICES:
+        slots.add_metric([service], capacity.get(service, 0))
+        used.add_metric([service], in_use[service])
+    health = await redis_health.probe(redis)
+    writable = GaugeMetricFamily("ifcflow_redis_writable", "1 while Redis takes writes (a probe at scrape time)")
+    writable.add_metric([], 1.0 if health.writable else 0.0)
+    memory = GaugeMetricFamily("ifcflow_redis_memory_used_bytes", "Redis used_memory")
+    memory.add_metric([], health.used_memory)
+    limit = GaugeMetricFamily("ifcflow_redis_memory_max_bytes", "Redis maxmemory (0: no limit)")
+    limit.add_metric([], health.maxmemory)
+    evicted = CounterMetricFamily("ifcflow_redis_evicted_keys", "Keys Redis evicted since it started")
+    evicted.add_metric([], health.evicted_keys)
+    policy = GaugeMetricFamily("ifcflow_redis_maxmemory_policy", "Redis maxmemory-policy (the label; always 1)",
+                               labels=["policy"])
+    policy.add_metric([health.maxmemory_policy], 1.0)
+    return [slots, used, writable, memory, limit, evicted, policy]
 
 
 async def exposition(redis: ArqRedis, settings: Settings) -> bytes:

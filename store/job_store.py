@@ -28,7 +28,7 @@ from arq.constants import expires_extra_ms
 from arq.jobs import deserialize_result, serialize_job
 from redis.asyncio import Redis
 
-from contracts.operations import Operation
+from contracts.operations import OPERATIONS, Operation
 from contracts.webhooks import DELIVER_FUNCTION
 from contracts.wire import ErrorInfo
 from settings import Settings
@@ -42,6 +42,10 @@ PRIORITY_LEVEL: dict[str, int] = {"low": 0, "normal": 1, "high": 2}
 ABORT_WINDOW_MS = 600_000
 # Queue entries one claim may read past running jobs (a fleet of 20 workers x 1,000 slots).
 CLAIM_SCAN = 20_000
+# Queued jobs whose service is full that one claim passes over looking for others: bounds the cost of
+# a poll behind a deep backlog for a busy service (route such an operation to a queue of its own to
+# isolate it completely).
+CLAIM_PASS_OVER = 5_000
 
 
 class IdempotencyConflict(Exception):
@@ -142,6 +146,14 @@ def _created(job: NewJob, taken: bytes | None) -> bool:
     return False
 
 
+def queue_create(pipe: Any, settings: Settings, job: NewJob) -> None:
+    """Add ``job``'s create to ``pipe``, a MULTI transaction of the caller's (a workflow step starting
+    with its state write). EVAL, not EVALSHA: a script Redis forgot would fail inside the MULTI while
+    the writes beside it succeeded."""
+    job_keys, args = _create_call(settings, job)
+    pipe.eval(scripts.CREATE.source, len(job_keys), *job_keys, *args)
+
+
 async def create(redis: Redis, settings: Settings, job: NewJob) -> bool:
     """Record and enqueue ``job`` in one step. False when its id exists already for the same request
     (a replay, nothing enqueued); ``IdempotencyConflict`` when it exists for another request."""
@@ -237,16 +249,30 @@ async def schedule_delivery(redis: ArqRedis, kind: str, target_id: str, finished
 # --- the worker's side: claim, start, progress, finish ----------------------------------------------
 
 
+def _operation_limits(settings: Settings) -> list[Any]:
+    """(operation, service, time limit in ms) for each operation, as the claim script takes them."""
+    return [v for op in Operation for v in (op.value, OPERATIONS[op].service, settings.timeout_for(op) * 1000)]
+
+
+@dataclass(frozen=True)
+class Claim:
+    jobs: list[tuple[str, int]]  # (job id, queue score) of each claimed job
+    waiting: int  # queued jobs passed over because their service is full
+
+
 async def claim(
-    redis: Redis, queue: str, worker_id: str, free: int, in_progress_ms: int
-) -> list[tuple[str, int]]:
+    redis: Redis, settings: Settings, queue: str, worker_id: str, free: int, in_progress_ms: int
+) -> Claim:
     """Claim up to ``free`` due jobs of ``queue`` that no worker runs, recorded as held by
-    ``worker_id`` in the same step: ``(job id, score)`` each."""
+    ``worker_id`` in the same step, each with a slot of its service (``store/service_slots.py``):
+    ``(job id, score)`` each. Jobs whose service is full stay queued."""
     claimed = await scripts.CLAIM(
         redis, [queue, keys.worker_jobs(worker_id)],
-        [now_ms(), in_progress_ms, free, worker_id, CLAIM_SCAN, keys.ARQ_IN_PROGRESS, keys.JOB_META],
+        [now_ms(), in_progress_ms, free, worker_id, CLAIM_SCAN, keys.ARQ_IN_PROGRESS, keys.JOB_META,
+         keys.SERVICE_SLOTS, keys.SERVICE_CAPACITY, CLAIM_PASS_OVER, *_operation_limits(settings)],
     )
-    return [(claimed[i].decode(), int(float(claimed[i + 1]))) for i in range(0, len(claimed), 2)]
+    jobs = [(claimed[i].decode(), int(float(claimed[i + 1]))) for i in range(1, len(claimed), 2)]
+    return Claim(jobs, waiting=int(claimed[0]))
 
 
 @dataclass(frozen=True)
@@ -257,6 +283,10 @@ class JobStart:
     queued_since_ms: int  # submit time, or due time of a deferred job
     request_id: str | None
     hooks: dict[str, str]  # callback_url, workflow_id, cache: those set
+    # The service slot the claim took: "held", "expired" (waited past the time limit), "" (none yet).
+    slot: str = ""
+    busy_tries: int = 0  # tries that only found the service busy: they do not count as tries
+    busy_since_ms: int | None = None
 
 
 async def start(redis: Redis, job_id: str, worker_id: str, attempt: int) -> JobStart | None:
@@ -266,13 +296,15 @@ async def start(redis: Redis, job_id: str, worker_id: str, attempt: int) -> JobS
     )
     if not found:
         return None
-    operation, enqueued, due, request_id, *hook_values = [v.decode() if v is not None else None for v in found]
+    operation, enqueued, due, request_id, *rest = [v.decode() if v is not None else None for v in found]
+    *hook_values, slot, busy_tries, busy_since = rest
     try:
         op = Operation(operation or "")
     except ValueError:
         return None
     hooks = {k: v for k, v in zip(("callback_url", "workflow_id", "cache"), hook_values, strict=True) if v}
-    return JobStart(op, max(int(enqueued or 0), int(due or 0)), request_id or None, hooks)
+    return JobStart(op, max(int(enqueued or 0), int(due or 0)), request_id or None, hooks, slot=slot or "",
+                    busy_tries=int(busy_tries or 0), busy_since_ms=int(busy_since) if busy_since else None)
 
 
 async def set_progress(redis: Redis, job_id: str, percent: float, phase: str) -> None:
@@ -296,6 +328,7 @@ class TryEnd:
     error: ErrorInfo | None = None
     retry_reason: str = ""
     retry_delay_s: float = 0.0
+    busy: bool = False  # a retry that only waits for a busy service: not counted as a try
 
 
 def _stat_triples(
@@ -333,7 +366,8 @@ async def finish(
     triples = _stat_triples(op.value, _STAT_OUTCOME[end.outcome], duration_s if counted else None, waited_s)
     written = await scripts.FINISH(
         redis, [keys.job_meta(job_id), keys.worker_jobs(worker_id)],
-        [job_id, end.outcome, now, settings.result_ttl, field_, payload, due, worker_id, *triples],
+        [job_id, end.outcome, now, settings.result_ttl, field_, payload, due, worker_id, "1" if end.busy else "",
+         *triples],
     )
     return bool(written)
 

@@ -91,7 +91,8 @@ def view_of(job_id: str, record: dict[str, str]) -> JobView | None:
         enqueued_at=_dt(record.get("enqueued_at")),
         started_at=_dt(record.get("started_at")),
         finished_at=_dt(record.get("finished_at")),
-        tries=int(record.get("tries") or 0),
+        # Runs that only found the service busy waited for capacity: they are not tries.
+        tries=max(int(record.get("tries") or 0) - int(record.get("busy_tries") or 0), 0),
         progress=Progress.model_validate(_json(record["progress"])) if record.get("progress") else None,
         retry=RetryNote.model_validate(_json(record["retry"])) if record.get("retry") else None,
         result=result if isinstance(result, dict) or result is None else {"value": result},

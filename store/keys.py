@@ -103,3 +103,14 @@ def workflow(workflow_id: str) -> str:
 
 def workflow_steps(workflow_id: str) -> str:
     return WORKFLOW + workflow_id + WORKFLOW_STEPS_SUFFIX
+
+
+# Service capacity shared by the fleet (store/service_slots.py): hash service -> slots, written by the
+# health check from each service's /health (or IFCFLOW_SERVICE_SLOTS); per service, a sorted set of the
+# jobs holding one of its slots (score: when taken).
+SERVICE_CAPACITY = "ifcflow:service-capacity"
+SERVICE_SLOTS = "ifcflow:service-slots:"
+
+
+def service_slots(service: str) -> str:
+    return SERVICE_SLOTS + service

@@ -19,6 +19,9 @@ REQUIRED_ALERTS = {
     "IfcflowServiceUnhealthy",
     "IfcflowHighFailureRatio",
     "IfcflowQueueWaitHigh",
+    "IfcflowServiceSaturated",
+    "IfcflowRedisOutOfMemory",
+    "IfcflowRedisEvicting",
 }
 
 
@@ -27,7 +30,9 @@ def test_rules_cover_every_required_alert_and_use_only_metrics_the_gateway_expor
     rules = {r["alert"]: r for g in groups for r in g["rules"]}
     assert REQUIRED_ALERTS <= set(rules)
     exported = {"ifcflow_queue_jobs", "ifcflow_workers_live", "ifcflow_service_up", "ifcflow_jobs_total",
-                "ifcflow_job_queue_wait_seconds_bucket", "up"}
+                "ifcflow_job_queue_wait_seconds_bucket", "up", "ifcflow_service_slots", "ifcflow_service_slots_in_use",
+                "ifcflow_redis_writable", "ifcflow_redis_evicted_keys_total", "ifcflow_redis_memory_used_bytes",
+                "ifcflow_redis_memory_max_bytes"}
     for name, rule in rules.items():
         used = set(re.findall(r"\bifcflow_[a-z_]+", rule["expr"]))
         assert used <= exported, (name, used - exported)

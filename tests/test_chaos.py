@@ -30,6 +30,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from contracts.operations import SERVICES
+from settings import Settings
 from store import job_store
 from tests.conftest import API_KEY, REPO, WORKER_COMMAND, Process, free_port
 
@@ -533,7 +534,7 @@ async def test_a_claim_of_a_worker_killed_right_after_claiming_is_handed_back_in
     ghost = "ghost:1:000000"
     redis_async = Redis.from_url(env["IFCFLOW_REDIS_URL"])
     try:
-        claimed = await job_store.claim(redis_async, "arq:queue", ghost, 1, 7210 * 1000)
+        claimed = (await job_store.claim(redis_async, Settings(), "arq:queue", ghost, 1, 7210 * 1000)).jobs
     finally:
         await redis_async.aclose()
     assert [j for j, _ in claimed] == [job_id]

@@ -94,19 +94,19 @@ async def test_a_deferred_job_reads_deferred_until_due_then_queued(aredis, setti
 async def test_a_claim_reads_past_running_jobs_and_records_its_holder_in_the_same_step(aredis, settings):
     for i in range(30):
         await made(aredis, settings, f"job-{i:02}")
-    first = await job_store.claim(aredis, settings.queue_name, "worker-a", 20, 30_000)
-    second = await job_store.claim(aredis, settings.queue_name, "worker-b", 20, 30_000)
+    first = (await job_store.claim(aredis, settings, settings.queue_name, "worker-a", 20, 30_000)).jobs
+    second = (await job_store.claim(aredis, settings, settings.queue_name, "worker-b", 20, 30_000)).jobs
     assert len(first) == 20 and len(second) == 10
     assert not {j for j, _ in first} & {j for j, _ in second}
     rec = await record(aredis, second[0][0])
     assert rec["status"] == "in_progress" and rec["worker"] == "worker-b"
     assert await aredis.scard(keys.worker_jobs("worker-a")) == 20
-    assert await job_store.claim(aredis, settings.queue_name, "worker-c", 5, 30_000) == []
+    assert (await job_store.claim(aredis, settings, settings.queue_name, "worker-c", 5, 30_000)).jobs == []
 
 
 async def test_a_claim_takes_no_job_that_is_not_due(aredis, settings):
     await made(aredis, settings, "later", due_ms=job_store.now_ms() + 60_000)
-    assert await job_store.claim(aredis, settings.queue_name, WORKER, 5, 30_000) == []
+    assert (await job_store.claim(aredis, settings, settings.queue_name, WORKER, 5, 30_000)).jobs == []
 
 
 async def test_start_then_complete_writes_the_result_ttl_and_statistics_and_releases_the_job(aredis, settings):
@@ -176,7 +176,7 @@ async def test_cancel_of_a_queued_job_takes_it_off_the_queue_and_records_aborted
 
 async def test_cancel_of_a_claimed_job_asks_its_worker_to_abort_it(aredis, settings, redis_url):
     await made(aredis, settings)
-    await job_store.claim(aredis, settings.queue_name, WORKER, 1, 30_000)
+    await job_store.claim(aredis, settings, settings.queue_name, WORKER, 1, 30_000)
     listener = Redis.from_url(redis_url)
     pubsub = listener.pubsub(ignore_subscribe_messages=True)
     await pubsub.subscribe(keys.ABORT_CHANNEL)
@@ -202,7 +202,7 @@ async def test_the_abort_set_drops_requests_older_than_its_window(aredis):
 
 async def failed_job(aredis: Redis, settings: Settings, job_id: str = "job-1") -> None:
     await made(aredis, settings, job_id)
-    await job_store.claim(aredis, settings.queue_name, WORKER, 1, 30_000)
+    await job_store.claim(aredis, settings, settings.queue_name, WORKER, 1, 30_000)
     await job_store.start(aredis, job_id, WORKER, 1)
     # As arq's finish_job leaves a failed job: no job key, no queue entry, no in-progress marker.
     await aredis.delete(keys.ARQ_JOB + job_id, keys.ARQ_IN_PROGRESS + job_id)
@@ -231,18 +231,18 @@ async def test_a_queued_or_unknown_job_is_not_requeued(aredis, settings):
 
 async def test_a_dead_workers_jobs_go_back_to_the_queue_and_read_queued(aredis, settings):
     await made(aredis, settings)
-    await job_store.claim(aredis, settings.queue_name, "dead", 1, 30_000)
+    await job_store.claim(aredis, settings, settings.queue_name, "dead", 1, 30_000)
     await job_store.start(aredis, "job-1", "dead", 1)
     await aredis.zadd(keys.WORKERS, {"dead": job_store.now_ms() - 60_000})
     assert await job_store.reap_dead_workers(aredis, settings, 15) == ["job-1"]
     assert not await aredis.exists(keys.ARQ_IN_PROGRESS + "job-1", keys.worker_jobs("dead"))
     assert (await job_store.get(aredis, "job-1")).status is JobStatus.queued  # type: ignore[union-attr]
-    assert await job_store.claim(aredis, settings.queue_name, "alive", 1, 30_000) != []
+    assert (await job_store.claim(aredis, settings, settings.queue_name, "alive", 1, 30_000)).jobs != []
 
 
 async def test_a_reaper_spares_a_worker_whose_heartbeat_is_fresh(aredis, settings):
     await made(aredis, settings)
-    await job_store.claim(aredis, settings.queue_name, "alive", 1, 30_000)
+    await job_store.claim(aredis, settings, settings.queue_name, "alive", 1, 30_000)
     await aredis.zadd(keys.WORKERS, {"alive": job_store.now_ms()})
     assert await job_store.reap_dead_workers(aredis, settings, 15) == []
     assert await aredis.exists(keys.ARQ_IN_PROGRESS + "job-1")
@@ -256,7 +256,7 @@ async def test_a_job_arq_finished_before_its_worker_died_takes_arqs_result_inste
     from store.serialization import serialize
 
     await made(aredis, settings)
-    await job_store.claim(aredis, settings.queue_name, "dead", 1, 30_000)
+    await job_store.claim(aredis, settings, settings.queue_name, "dead", 1, 30_000)
     await job_store.start(aredis, "job-1", "dead", 1)
     now = job_store.now_ms()
     result = serialize_result("ifcconvert", (), {}, 1, now, True, {"ok": True}, now, now, "job-1:ifcconvert",

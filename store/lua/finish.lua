@@ -2,10 +2,12 @@
 -- KEYS: 1 record, 2 the worker's set of held jobs
 -- ARGV: 1 job id, 2 outcome (complete|failed|aborted|retry|interrupted), 3 now (ms), 4 record TTL (s),
 --       5 field for the payload (result|error|retry), 6 payload (JSON), 7 due (ms, for retry),
---       8 worker id ('' to skip the holder check), 9.. statistics as (key, field, amount) triples
+--       8 worker id ('' to skip the holder check), 9 '1' when a retry is only a wait for a busy
+--       service (not a try: busy_tries counts it, busy_since keeps when the wait began),
+--       10.. statistics as (key, field, amount) triples
 -- Returns 1 when the record was written, 0 when it is gone or another worker holds the job now.
 redis.call('SREM', KEYS[2], ARGV[1])
-for i = 9, #ARGV, 3 do
+for i = 10, #ARGV, 3 do
   if string.find(ARGV[i + 2], '.', 1, true) then
     redis.call('HINCRBYFLOAT', ARGV[i], ARGV[i + 1], ARGV[i + 2])
   else
@@ -16,6 +18,13 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local holder = redis.call('HGET', KEYS[1], 'worker')
 if ARGV[8] ~= '' and holder and holder ~= ARGV[8] then return 0 end
 local outcome = ARGV[2]
+redis.call('HDEL', KEYS[1], 'slot')
+if ARGV[9] == '1' then
+  redis.call('HINCRBY', KEYS[1], 'busy_tries', 1)
+  redis.call('HSETNX', KEYS[1], 'busy_since', ARGV[3])
+else
+  redis.call('HDEL', KEYS[1], 'busy_since')
+end
 if outcome == 'retry' then
   redis.call('HSET', KEYS[1], 'status', 'deferred', 'due_at', ARGV[7], 'retry', ARGV[6])
   redis.call('HDEL', KEYS[1], 'worker', 'progress')
