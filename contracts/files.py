@@ -2,9 +2,12 @@
 
 Every path is resolved with ``os.path.realpath`` (every symlink followed) and must stay inside the
 data directory. Inputs must be existing regular files; a name that is not found is looked for in
-``uploads/`` too, as the RQ system's clients send the uploaded name alone. Outputs always land in
-``output/<service>/``, never on a folder and never below an existing file. The services confine every
-path again when they open it (ifcservices/confine.py): a link swapped in between is caught there.
+``uploads/`` too, as the RQ system's clients send the uploaded name alone, and an RQ-era output path
+(``output/<kind>/x``, e.g. ``/output/csv/x.csv``) is looked for where ifcflow put it
+(``output/<service>/<kind>/x`` or ``output/<service>/x``). Outputs always land in ``output/<service>/``,
+never on a folder and never below an existing file: an RQ-era ``output/<kind>/x`` is written to
+``output/<service>/<kind>/x``. The services confine every path again when they open it
+(ifcservices/confine.py): a link swapped in between is caught there.
 """
 
 from __future__ import annotations
@@ -16,7 +19,25 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from contracts.operations import SERVICES
 from contracts.paths import PathRole, path_fields
+
+# The RQ system's output folders (output/<kind>/), by the service whose outputs they held: where an RQ-era
+# input path is looked for first. Other kinds (the n8n node's placeholders say glb, ifc, reports) are
+# looked for under every service.
+RQ_OUTPUT_KINDS: dict[str, str] = {
+    "converted": "ifcconvert",
+    "clash": "ifcclash",
+    "csv": "ifccsv",
+    "xlsx": "ifccsv",
+    "ods": "ifccsv",
+    "ifc_updated": "ifccsv",
+    "ids": "ifctester",
+    "diff": "ifcdiff",
+    "json": "ifc2json",
+    "qto": "ifc5d",
+    "patch": "ifcpatch",
+}
 
 
 class PathRefused(ValueError):
@@ -45,13 +66,27 @@ def _relative(root: str, real: str) -> str:
     return os.path.relpath(real, root).replace(os.sep, "/")
 
 
+def input_candidates(rel: str) -> list[str]:
+    """Where an input named ``rel`` is looked for, in order: as named, in ``uploads/``, and for an
+    RQ-era ``output/<kind>/<rest>`` (kind no service of ours) below each service's output folder."""
+    candidates = [rel, f"uploads/{rel}"]
+    top, _, below = rel.partition("/")
+    kind, _, rest = below.partition("/")
+    if top == "output" and rest and kind not in SERVICES:
+        first = RQ_OUTPUT_KINDS.get(kind)
+        services = [s for s in (first, *SERVICES) if s in SERVICES]
+        for service in dict.fromkeys(services):
+            candidates += [f"output/{service}/{below}", f"output/{service}/{rest}"]
+    return candidates
+
+
 def resolve_input(data_dir: Path, rel: str) -> str | None:
     """The data-dir-relative path of an existing input file, or None.
 
     ``rel`` has passed ``contracts.paths.check_relative_path`` (relative, no "..", no NUL).
     """
     root = data_root(data_dir)
-    for candidate in (rel, f"uploads/{rel}"):
+    for candidate in input_candidates(rel):
         try:
             path = os.path.join(root, candidate)
             # stat follows every link as realpath would: a path that leads nowhere is skipped at once.
@@ -66,12 +101,23 @@ def resolve_input(data_dir: Path, rel: str) -> str | None:
     return None
 
 
+def output_path(service: str, rel: str) -> str:
+    """Where an output named ``rel`` goes: ``output/<service>/`` as named, ``rel`` itself when already
+    there, an RQ-era ``output/<kind>/x`` (or ``output/x``) as ``output/<service>/<kind>/x``."""
+    folder = f"output/{service}"
+    if rel == folder or rel.startswith(folder + "/"):
+        return rel
+    if rel.startswith("output/"):
+        return f"{folder}/{rel.removeprefix('output/')}"
+    return f"{folder}/{rel}"
+
+
 def resolve_output(data_dir: Path, service: str, rel: str) -> str | None:
     """The data-dir-relative path an output is written to, or None when it would leave
     ``output/<service>/``, names a folder, or runs through an existing file."""
     root = data_root(data_dir)
     folder = f"output/{service}"
-    path = rel if rel == folder or rel.startswith(folder + "/") else f"{folder}/{rel}"
+    path = output_path(service, rel)
     try:
         real = os.path.realpath(os.path.join(root, path))
         if not inside(os.path.join(root, folder), real):

@@ -17,10 +17,16 @@ class Operation(StrEnum):
     ifcdiff = "ifcdiff"
     ifc2json = "ifc2json"
     calculate_qtos = "calculate_qtos"
+    # ifcpipeline's other endpoints (their gateway routes: service/routers/compat*.py).
+    ifcpatch = "ifcpatch"
+    ifcpatch_recipes = "ifcpatch_recipes"
+    download_from_url = "download_from_url"
 
 
 # The IFC services, named as their IFCFLOW_<NAME>_URL settings; outputs go to output/<service>/.
-SERVICES: tuple[str, ...] = ("ifcconvert", "ifcclash", "ifccsv", "ifctester", "ifcdiff", "ifc2json", "ifc5d")
+SERVICES: tuple[str, ...] = (
+    "ifcconvert", "ifcclash", "ifccsv", "ifctester", "ifcdiff", "ifc2json", "ifc5d", "ifcpatch",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,5 +49,10 @@ OPERATIONS: dict[Operation, OperationSpec] = {
         OperationSpec(Operation.ifcdiff, "ifcdiff", "/ifcdiff", "Diff two IFC models"),
         OperationSpec(Operation.ifc2json, "ifc2json", "/ifc2json", "Convert IFC to JSON"),
         OperationSpec(Operation.calculate_qtos, "ifc5d", "/calculate-qtos", "Quantity take-off with ifc5d"),
+        OperationSpec(Operation.ifcpatch, "ifcpatch", "/patch/execute", "Run an ifcpatch recipe on a model"),
+        # The listing is asked of the service by the gateway itself (service/routers/compat_patch.py), never
+        # queued. Downloads run on the ifcpatch service too: one more service to deploy, not two.
+        OperationSpec(Operation.ifcpatch_recipes, "ifcpatch", "/patch/recipes/list", "List ifcpatch recipes"),
+        OperationSpec(Operation.download_from_url, "ifcpatch", "/download-from-url", "Download a URL into uploads/"),
     )
 }

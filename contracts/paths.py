@@ -1,7 +1,9 @@
-"""Path fields in requests: relative to the data directory, never leaving it."""
+"""Path fields in requests: relative to the data directory (or one of the RQ system's absolute forms of
+such a path), never leaving it."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from enum import Enum
 from functools import cache
@@ -18,21 +20,53 @@ class PathRole(Enum):
     output = "output"
 
 
+# Absolute paths the RQ system's answers and the n8n node's dropdowns and placeholders hold, by their
+# first folders, and where they are in the data directory: "/uploads/a.ifc" (upload answers, dropdowns),
+# "/output/<kind>/x.csv" (results, placeholders), "/app/uploads/a.ifc" (the node's formatFileName),
+# "/examples/..." (its listing). Any other absolute path is refused.
+ABSOLUTE_ROOTS: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("app", "uploads"): ("uploads",),
+    ("uploads",): ("uploads",),
+    ("output",): ("output",),
+    ("examples",): ("examples",),
+}
+_BUCKET = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
+
+
+def _mapped_absolute(parts: list[str]) -> list[str] | None:
+    for prefix, target in ABSOLUTE_ROOTS.items():
+        if tuple(parts[: len(prefix)]) == prefix:
+            return [*target, *parts[len(prefix) :]]
+    return None
+
+
 def check_relative_path(value: str) -> str:
     """Refuse what can never be a file inside the data directory; existence is checked later.
 
-    Returns the path as ``str(PurePosixPath(value))`` spells it ("a//b/./c/" is "a/b/c"), made with
-    string operations: this runs for every path of every submit.
+    Returns the data-dir-relative path as ``str(PurePosixPath(value))`` spells it ("a//b/./c/" is
+    "a/b/c"), made with string operations: this runs for every path of every submit. The RQ system's
+    absolute forms (``ABSOLUTE_ROOTS``) and its ``s3://<bucket>/<key>`` URIs map to the same place
+    ("/uploads/a.ifc" and "s3://b/uploads/a.ifc" are "uploads/a.ifc").
     """
     if not value or len(value) > 1024:
         raise ValueError("must be a non-empty path of at most 1024 characters")
     if "\x00" in value or "\\" in value:
         raise ValueError("must not contain NUL or backslash characters")
-    if value.startswith("/"):
-        raise ValueError("must be relative to the data directory, not absolute")
+    absolute = value.startswith("/")
+    if value.startswith("s3://"):
+        bucket, _, key = value[len("s3://") :].partition("/")
+        if not _BUCKET.match(bucket) or not key.strip("/"):
+            raise ValueError("must be an s3://<bucket>/<key> URI naming a file")
+        value, absolute = key, False
     parts = [part for part in value.split("/") if part and part != "."]
     if ".." in parts:
         raise ValueError("must not contain '..'")
+    if absolute:
+        mapped = _mapped_absolute(parts)
+        if mapped is None:
+            roots = ", ".join("/" + "/".join(p) + "/" for p in ABSOLUTE_ROOTS)
+            raise ValueError(f"must be relative to the data directory, or start with one of {roots}")
+        parts = mapped
     return "/".join(parts) or "."
 
 

@@ -1,17 +1,20 @@
 """Request bodies of each operation: what a client sends, the job carries, and the service receives.
 
-Field names are those of the RQ system ifcflow replaces, so its clients keep working unchanged.
-Unknown fields are ignored for the same reason.
+Field names are those of the RQ system ifcflow replaces (ifcpipeline's ``shared/classes.py``), every
+one of them, so its clients keep working unchanged; a field neither system knows is refused (422 naming
+it) rather than silently ignored. Where ifcopenshell 0.9 cannot do what a field asks, the request is
+refused naming it, or the result says how it was done instead.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from contracts.convert_fields import ConvertFlags
 from contracts.operations import Operation
 from contracts.paths import InputPath, OutputPath, suffix_of
 
@@ -20,11 +23,39 @@ from contracts.paths import InputPath, OutputPath, suffix_of
 CONVERT_FORMATS = frozenset({"glb", "obj", "dae", "stp", "step", "igs", "iges", "svg", "ttl"})
 
 
+# More keys than any request has (IfcConvert's ~110 fields and the job options): refused at once, with
+# one error rather than one per unknown key (80,000 of them would take seconds to report).
+MAX_KEYS = 256
+
+
 class OperationRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_too_many_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and len(data) > MAX_KEYS:
+            raise ValueError(f"{len(data)} fields: more than any request has ({MAX_KEYS})")
+        return data
 
 
-class IfcConvertRequest(OperationRequest):
+class VersionPins(BaseModel):
+    """The RQ system's object-storage version pins. ifcflow keeps one version of each file, so a pin
+    cannot be honoured: one that is set is refused rather than a different version processed."""
+
+    input_version_id: str | None = Field(None, max_length=200)
+    input_version_ids: dict[str, str] | None = None
+    input_audit_id: int | None = None
+
+    @model_validator(mode="after")
+    def _no_pins(self) -> VersionPins:
+        for name in ("input_version_id", "input_version_ids", "input_audit_id", "old_version_id", "new_version_id"):
+            if getattr(self, name, None) is not None:
+                raise ValueError(f"{name}: ifcflow keeps no file versions (no object storage); leave it out")
+        return self
+
+
+class IfcConvertRequest(OperationRequest, ConvertFlags, VersionPins):
     input_filename: InputPath
     output_filename: OutputPath = Field(description="extension chooses the format: .glb, .obj, .dae, ...")
     verbose: bool = True
@@ -69,7 +100,7 @@ class ClashSet(OperationRequest):
     b: list[ClashFile] = Field(default_factory=list, max_length=50)
 
 
-class IfcClashRequest(OperationRequest):
+class IfcClashRequest(OperationRequest, VersionPins):
     clash_sets: list[ClashSet] = Field(min_length=1, max_length=50)
     output_filename: OutputPath
     tolerance: float = Field(0.01, ge=0)
@@ -81,7 +112,46 @@ class IfcClashRequest(OperationRequest):
     allow_touching: bool = False
 
 
-class IfcCsvRequest(OperationRequest):
+class _TableColumn(BaseModel):
+    # ifccsv's own dicts: keys it does not read are passed over, as the RQ system let them through.
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(min_length=1, max_length=500, description="one of the attributes")
+
+
+class CsvGroup(_TableColumn):
+    type: Literal["GROUP", "CONCAT", "VARIES", "SUM", "AVERAGE", "MIN", "MAX"]
+    varies_value: str = Field("VARIES", max_length=200, description="shown where a VARIES column differs")
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class CsvSort(_TableColumn):
+    order: Literal["ASC", "DESC"] = "ASC"
+
+    @field_validator("order", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class CsvSummary(_TableColumn):
+    type: Literal["SUM", "AVERAGE", "MIN", "MAX"]
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class CsvFormat(_TableColumn):
+    format: str = Field(min_length=1, max_length=2000, description="ifcopenshell format query, {{value}} the cell")
+
+
+class IfcCsvRequest(OperationRequest, VersionPins):
     filename: InputPath
     output_filename: OutputPath
     format: Literal["csv", "xlsx", "ods"] = "csv"
@@ -89,9 +159,26 @@ class IfcCsvRequest(OperationRequest):
     null_value: str = Field("-", alias="null", max_length=32)
     query: str = Field("IfcProduct", min_length=1, max_length=2000)
     attributes: list[str] = Field(default_factory=lambda: ["Name", "Description"], max_length=500)
+    headers: list[str | None] | None = Field(None, max_length=500, description="column titles, by attribute")
+    groups: list[CsvGroup] | None = Field(None, max_length=500)
+    sort: list[CsvSort] | None = Field(None, max_length=500)
+    summaries: list[CsvSummary] | None = Field(None, max_length=500)
+    formatting: list[CsvFormat] | None = Field(None, max_length=500)
+    include_global_id: bool = True
+
+    @model_validator(mode="after")
+    def _known_columns(self) -> IfcCsvRequest:
+        columns = {*self.attributes, *(["GlobalId"] if self.include_global_id else [])}
+        for name in ("groups", "sort", "summaries", "formatting"):
+            for i, column in enumerate(getattr(self, name) or []):
+                if column.name not in columns:
+                    raise ValueError(f"{name}[{i}].name: {column.name!r} is not one of the attributes")
+        if self.headers is not None and len(self.headers) > len(self.attributes):
+            raise ValueError("headers: more titles than attributes")
+        return self
 
 
-class IfcCsvImportRequest(OperationRequest):
+class IfcCsvImportRequest(OperationRequest, VersionPins):
     ifc_filename: InputPath
     csv_filename: InputPath
     output_filename: OutputPath | None = Field(None, description="default: <ifc name>_updated.ifc")
@@ -103,28 +190,30 @@ class IfcCsvImportRequest(OperationRequest):
         return self
 
 
-class IfcTesterRequest(OperationRequest):
+class IfcTesterRequest(OperationRequest, VersionPins):
     ifc_filename: InputPath
     ids_filename: InputPath
     output_filename: OutputPath
     report_type: Literal["json", "html", "bcf"] = "json"
 
 
-class IfcDiffRequest(OperationRequest):
+class IfcDiffRequest(OperationRequest, VersionPins):
     old_file: InputPath
     new_file: InputPath
     output_file: OutputPath = "diff.json"
     relationships: list[str] | None = Field(None, max_length=50)
     is_shallow: bool = True
     filter_elements: str | None = Field(None, max_length=2000)
+    old_version_id: str | None = Field(None, max_length=200)
+    new_version_id: str | None = Field(None, max_length=200)
 
 
-class IFC2JSONRequest(OperationRequest):
+class IFC2JSONRequest(OperationRequest, VersionPins):
     filename: InputPath
     output_filename: OutputPath
 
 
-class IfcQtoRequest(OperationRequest):
+class IfcQtoRequest(OperationRequest, VersionPins):
     input_file: InputPath
     output_file: OutputPath | None = Field(None, description="default: <input name>_qto.ifc")
 
@@ -134,6 +223,13 @@ class IfcQtoRequest(OperationRequest):
             self.output_file = f"{PurePosixPath(self.input_file).stem}_qto.ifc"
         return self
 
+
+# Fields only the RQ system had: a job records them only when they differ from their default, so the
+# common request stays as small on the queue as before they existed.
+RQ_ONLY_FIELDS: frozenset[str] = frozenset(
+    {*ConvertFlags.model_fields, *VersionPins.model_fields, "old_version_id", "new_version_id", "headers", "groups",
+     "sort", "summaries", "formatting", "include_global_id"}
+)
 
 REQUEST_MODELS: dict[Operation, type[OperationRequest]] = {
     Operation.ifcconvert: IfcConvertRequest,
@@ -145,3 +241,6 @@ REQUEST_MODELS: dict[Operation, type[OperationRequest]] = {
     Operation.ifc2json: IFC2JSONRequest,
     Operation.calculate_qtos: IfcQtoRequest,
 }
+
+# ifcpipeline's ifcpatch and download endpoints: their models register themselves in REQUEST_MODELS.
+import contracts.compat_requests  # noqa: E402,F401

@@ -27,6 +27,11 @@ class JobOptions(BaseModel):
             raise ValueError("defer_by and defer_until: give one, not both")
         if self.defer_until is not None and self.defer_until.tzinfo is None:
             raise ValueError("defer_until: needs a timezone, e.g. 2026-01-01T08:00:00Z")
+        # Bounded as defer_by is: a job parked for years would hold its record (and queue entry) that long.
+        if self.defer_until is not None and (
+            self.defer_until - datetime.now(self.defer_until.tzinfo)
+        ).total_seconds() > 365 * 86400:
+            raise ValueError("defer_until: at most 365 days ahead, as defer_by")
         return self
 
 
@@ -44,6 +49,12 @@ class FileInfo(BaseModel):
 
 
 class UploadResult(BaseModel):
+    """ifcflow's keys (``path`` data-dir relative), and the RQ system's (``file_path`` as it answered:
+    ``/uploads/<name>``, which every path field accepts, so flows chain it into the next request)."""
+
     filename: str
     path: str
     size: int
+    message: str
+    file_path: str
+    original_filename: str

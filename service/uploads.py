@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, NamedTuple
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
@@ -19,6 +20,14 @@ ALLOWED_SUFFIXES: dict[str, frozenset[str]] = {
     "csv": frozenset({".csv", ".xlsx", ".ods"}),
 }
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._-]+")
+_STEM_MAX = 180  # the RQ system's limit: names stay far below any file system's
+
+
+class Upload(NamedTuple):
+    name: str  # as stored in uploads/
+    size: int
+    original: str  # the client's base name, before it was made safe
 
 
 class UploadRefused(ValueError):
@@ -28,15 +37,31 @@ class UploadRefused(ValueError):
         self.message = message
 
 
-def safe_filename(raw: str, file_type: str) -> str:
-    """The upload's base name if it is plain and of the right type; never a path."""
-    name = PurePosixPath(raw.replace("\\", "/")).name
+def storage_name(original: str) -> str:
+    """The RQ system's safe form of a client's file name (its ``safe_upload_basename``): the stem folded
+    to ASCII, every other run of characters but ``._-`` one ``_``, the extension lower-cased, so
+    "Hus Å.IFC" is stored as "Hus_A.ifc" and the same name always lands on the same file."""
+    stem, dot, ext = original.rpartition(".")
+    if not dot or not stem.strip("."):  # no extension (".ifc" alone is a stem, as os.path.splitext says)
+        stem, ext = original, ""
+    folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFC", stem)).encode("ascii", "ignore").decode()
+    safe = re.sub(r"_+", "_", _UNSAFE_RUN.sub("_", folded)).strip("._-")[:_STEM_MAX].rstrip("._-") or "file"
+    suffix = "." + _UNSAFE_RUN.sub("_", ext.lower()) if ext else ""
+    return safe + suffix
+
+
+def safe_filename(raw: str, file_type: str) -> tuple[str, str]:
+    """The name an upload is stored under, and the client's base name; never a path."""
+    original = PurePosixPath(raw.replace("\\", "/")).name.strip()
+    if not original or "\x00" in original or len(original) > 512:
+        raise UploadRefused(422, "file: needs a file name (at most 512 characters, no NUL)")
+    name = storage_name(original)
     if not _SAFE_NAME.match(name):
         raise UploadRefused(422, "file: name must be letters, digits, '.', '_' or '-' (at most 200)")
     if PurePosixPath(name).suffix.lower() not in ALLOWED_SUFFIXES[file_type]:
         allowed = ", ".join(sorted(ALLOWED_SUFFIXES[file_type]))
         raise UploadRefused(422, f"file: a {file_type} upload must end in one of {allowed}")
-    return name
+    return name, original
 
 
 @dataclass
@@ -46,13 +71,14 @@ class _PartState:
     header_field: bytes = b""
     header_value: bytes = b""
     filename: str | None = None
+    original: str = ""
     sink: IO[bytes] | None = None
     size: int = 0
     done: bool = False
 
 
-async def receive_upload(request: Request, dest_dir: Path, file_type: str, max_bytes: int) -> tuple[str, int]:
-    """Write the request's ``file`` part into ``dest_dir``; returns its name and size.
+async def receive_upload(request: Request, dest_dir: Path, file_type: str, max_bytes: int) -> Upload:
+    """Write the request's ``file`` part into ``dest_dir``; returns its stored name, size and original name.
 
     The file is written under a temporary name and renamed at the end, so nobody sees half of it.
     """
@@ -81,7 +107,9 @@ async def receive_upload(request: Request, dest_dir: Path, file_type: str, max_b
         state.field_name = disp.get(b"name", b"")
         if state.field_name == b"file" and state.sink is None and not state.done:
             try:
-                state.filename = safe_filename(disp.get(b"filename", b"").decode("utf-8", "replace"), file_type)
+                state.filename, state.original = safe_filename(
+                    disp.get(b"filename", b"").decode("utf-8", "replace"), file_type
+                )
             except UploadRefused as exc:
                 errors.append(exc)
                 return
@@ -122,7 +150,7 @@ async def receive_upload(request: Request, dest_dir: Path, file_type: str, max_b
             raise UploadRefused(422, "file: missing; send it in a multipart field named 'file'")
         state.sink.close()
         os.replace(state.sink.name, dest_dir / state.filename)
-        return state.filename, state.size
+        return Upload(state.filename, state.size, state.original)
     except ValueError as exc:  # the multipart parser's own errors, and UploadRefused
         if isinstance(exc, UploadRefused):
             raise

@@ -311,6 +311,9 @@ def test_every_operation_maps_files_and_output():
         Operation.ifcdiff: (("old_file", "new_file"), "output_file", False),
         Operation.ifc2json: (("filename",), "output_filename", True),
         Operation.calculate_qtos: (("input_file",), "output_file", False),
+        Operation.ifcpatch: (("input_file",), "output_file", True),
+        Operation.ifcpatch_recipes: ((), None, False),
+        Operation.download_from_url: ((), None, False),
     }
     assert expected.keys() == set(Operation)
     for op, (inputs, output, required) in expected.items():

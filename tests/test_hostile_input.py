@@ -66,7 +66,15 @@ VALID_BODIES: dict[Operation, dict[str, Any]] = {
     Operation.ifcdiff: {"old_file": "model.ifc", "new_file": "model.ifc", "output_file": "d.json"},
     Operation.ifc2json: {"filename": "model.ifc", "output_filename": "m.json"},
     Operation.calculate_qtos: {"input_file": "model.ifc", "output_file": "q.ifc"},
+    Operation.ifcpatch: {"input_file": "model.ifc", "output_file": "p.ifc", "recipe": "ExtractElements",
+                         "arguments": ["IfcWall", True]},
+    Operation.download_from_url: {"url": "https://example.com/model.ifc"},
+    Operation.ifcpatch_recipes: {},
 }
+# Operations whose gateway route does more than enqueue (the recipe listing is read from the service, a
+# download waits for its job): the loops that expect a plain 202 leave them to their own tests.
+PLAIN_SUBMITS = {op: spec for op, spec in OPERATIONS.items()
+                 if op not in (Operation.ifcpatch_recipes, Operation.download_from_url)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -218,7 +226,12 @@ fuzzed = schemathesis.pytest.from_fixture("api_schema")
     suppress_health_check=list(hypothesis.HealthCheck),
 )
 def test_fuzzed_requests_get_no_5xx_and_answers_match_the_schema(case: Any) -> None:
-    case.call_and_validate(checks=[not_a_server_error, response_schema_conformance])
+    response = case.call()
+    # The recipe listing is read from the ifcpatch service, which this gateway's settings point at a dead
+    # port: a 503 naming it is the right answer there, not a server error.
+    if case.path == "/patch/recipes/list" and response.status_code == 503 and "unreachable" in response.text:
+        return
+    case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -303,7 +316,7 @@ async def test_every_path_field_of_every_operation_refuses_traversal_and_enqueue
     plant_hostile_files(data_dir, outside)
     before = outside_snapshot(outside)
     probes = accepted = 0
-    for op, spec in OPERATIONS.items():
+    for op, spec in PLAIN_SUBMITS.items():
         body = VALID_BODIES[op]
         assert (await client.post(spec.path, json=body)).status_code == 202, op  # the base body is valid
         accepted += 1
@@ -364,7 +377,7 @@ async def test_no_request_field_makes_the_server_fetch_a_url_off_the_allowlist(c
             ref = spec.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
             props = components.get(ref.get("$ref", "").rpartition("/")[2], {}).get("properties", {})
             url_fields = [n for n, p in props.items() if "url" in n.lower() or p.get("format") == "uri"]
-            base = next((VALID_BODIES[op] for op, s in OPERATIONS.items() if s.path == path), None)
+            base = next((VALID_BODIES[op] for op, s in PLAIN_SUBMITS.items() if s.path == path), None)
             if not url_fields or base is None or method != "post":
                 continue
             for name in url_fields:
@@ -377,7 +390,10 @@ async def test_no_request_field_makes_the_server_fetch_a_url_off_the_allowlist(c
     for name, component in components.items():
         for prop, spec in component.get("properties", {}).items():
             if spec.get("format") == "uri" or prop.lower().endswith("url"):
-                assert prop in ("callback_url", "status_url", "ws_url"), (name, prop)
+                # url: what /download-from-url fetches, through the same rules (contracts/fetch_rules.py,
+                # tests/test_compat_endpoints.py); download_url, preview_url: links in answers.
+                assert prop in ("callback_url", "status_url", "ws_url", "url", "download_url", "preview_url"), (
+                    name, prop)
     print(f"SSRF probes: {probed}")
 
 
@@ -699,8 +715,12 @@ async def test_no_client_input_chooses_the_function_and_redis_holds_no_pickle(
     stub.will("/ifcconvert", Behaviour(status=400, body={"detail": "bad model"}))  # one fails for good
     stub.will("/ifc2json", Behaviour(status=503), Behaviour(body={"ok": "after a retry"}))
     job_ids: dict[str, Operation] = {}
-    for op, spec in OPERATIONS.items():
-        r = await client.post(spec.path, json={**VALID_BODIES[op], **SMUGGLED},
+    for op, spec in PLAIN_SUBMITS.items():
+        # Fields no request has are refused, each named, before anything is made.
+        r = await client.post(spec.path, json={**VALID_BODIES[op], **SMUGGLED})
+        assert r.status_code == 422, (op, r.text)
+        assert {e["loc"][-1] for e in r.json()["detail"]} == set(SMUGGLED), (op, r.text)
+        r = await client.post(spec.path, json=VALID_BODIES[op],
                               headers={"X-Request-ID": "check_services", "Idempotency-Key": f"../../{op.value}"})
         assert r.status_code == 202, (op, r.text)
         job_ids[r.json()["job_id"]] = op
@@ -743,7 +763,7 @@ async def test_no_client_input_chooses_the_function_and_redis_holds_no_pickle(
             assert isinstance(decoded, dict) and allowed, (key, decoded)
             checked += 1
     results = [k for k in sync_redis.keys("arq:result:*")]
-    assert len(results) >= len(OPERATIONS) + 1 and checked >= len(results) + 1, (checked, results)
+    assert len(results) >= len(PLAIN_SUBMITS) + 1 and checked >= len(results) + 1, (checked, results)
     assert deferred.status_code == 202
 
 
@@ -754,7 +774,11 @@ async def test_no_client_input_chooses_the_function_and_redis_holds_no_pickle(
 # Open without a key: liveness, the dashboard's static page and assets (it asks for the key itself),
 # and FastAPI's API docs. Everything else, present and future, needs a key.
 PUBLIC_ROUTES = {"/health", "/dashboard", "/dashboard/{asset}", "/openapi.json", "/docs", "/docs/oauth2-redirect",
-                 "/redoc"}
+                 "/redoc",
+                 # a signed, expiring link (contracts/download_tokens.py) is its own credential
+                 "/download/{token}", "/favicon.ico",
+                 # the viewer's page and packaged assets; what it shows comes through keyed routes
+                 "/viewer", "/viewer/{asset}", "/vendor/{path:path}"}
 SAMPLE_PARAMS = {"asset": "app.js", "file_type": "ifc", "path": "uploads/model.ifc"}
 
 

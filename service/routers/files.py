@@ -24,16 +24,24 @@ _MAX_LISTED = 5000
 async def upload(
     file_type: Literal["ifc", "ids", "bcf", "csv"], request: Request, settings: SettingsDep, _: ApiKeyDep
 ) -> UploadResult:
-    """Upload a file (multipart field ``file``) into ``uploads/``; 413 over the size limit."""
+    """Upload a file (multipart field ``file``) into ``uploads/``; 413 over the size limit. A name with
+    spaces or other characters is stored in the RQ system's safe form (``original_filename`` keeps it)."""
     try:
-        name, size = await receive_upload(
+        upload = await receive_upload(
             request, settings.data_dir / "uploads", file_type, settings.max_upload_bytes
         )
     except UploadRefused as exc:
         if exc.status_code == 422:  # the shape FastAPI documents for 422
             raise HTTPException(422, [{"loc": ["body", "file"], "msg": exc.message, "type": "value_error"}]) from None
         raise HTTPException(exc.status_code, exc.message) from None
-    return UploadResult(filename=name, path=f"uploads/{name}", size=size)
+    return UploadResult(
+        filename=upload.name,
+        path=f"uploads/{upload.name}",
+        size=upload.size,
+        message=f"{file_type.upper()} file {upload.original} uploaded successfully",
+        file_path=f"/uploads/{upload.name}",
+        original_filename=upload.original,
+    )
 
 
 @router.get("/files", response_model=list[FileInfo])

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path as FilePath
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel
 
+from contracts.files import inside
 from service.deps import ApiKeyDep, RedisDep, SettingsDep
 from service.routers.workflows import advance_if_step
 from store import job_store, keys
 from store.job_view import TERMINAL, JobStatus, JobView
+from store.seed_view import SeedJobStatus, seed_view
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_:-]{1,128}$", description="id returned by a submit")]
 # How long DELETE waits for a running job's worker to confirm the abort before answering.
 _ABORT_WAIT_S = 3.0
+# Largest HTML test report put into a status answer (the RQ system's tester returned the whole text).
+_REPORT_MAX_BYTES = 16 * 1024 * 1024
 
 
 async def _get(redis: RedisDep, job_id: str) -> JobView:
@@ -78,10 +84,32 @@ async def get_job(job_id: JobId, redis: RedisDep, _: ApiKeyDep) -> JobView:
     return await _get(redis, job_id)
 
 
-@router.get("/{job_id}/status", response_model=JobView)
-async def get_job_status(job_id: JobId, redis: RedisDep, _: ApiKeyDep) -> JobView:
-    """The same as ``GET /jobs/{id}``, at the path the RQ system's clients poll."""
-    return await _get(redis, job_id)
+def _html_report(data_dir: FilePath, view: JobView) -> str | None:
+    """The text of a finished HTML test report (None for other jobs, or one gone or too large)."""
+    args = view.arguments or {}
+    files = (view.result or {}).get("output_files") or []
+    if view.operation != "ifctester" or args.get("report_type") != "html" or not files:
+        return None
+    root = os.path.realpath(data_dir)
+    real = os.path.realpath(os.path.join(root, str(files[0])))
+    try:
+        if not inside(root, real) or os.path.getsize(real) > _REPORT_MAX_BYTES:
+            return None
+        return FilePath(real).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+@router.get("/{job_id}/status", response_model=SeedJobStatus)
+async def get_job_status(job_id: JobId, redis: RedisDep, settings: SettingsDep, _: ApiKeyDep) -> SeedJobStatus:
+    """The job as the RQ system answered it, for its clients (the n8n node polls here): RQ's status
+    words (``finished``, ``failed``, ...), ``error`` a string, ``result`` as its workers returned it
+    (``success``, ``output_path``, each operation's own keys). The same record as ``GET /jobs/{id}``."""
+    view = await _get(redis, job_id)
+    report = None
+    if view.status is JobStatus.complete and view.operation == "ifctester":
+        report = await asyncio.to_thread(_html_report, settings.data_dir, view)
+    return seed_view(view, report)
 
 
 @router.delete("/{job_id}", response_model=JobView, status_code=202)

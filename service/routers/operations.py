@@ -9,7 +9,7 @@ from pydantic import BaseModel, create_model
 
 from contracts.files import PathRefused, normalize_paths
 from contracts.operations import OPERATIONS, Operation, OperationSpec
-from contracts.requests import REQUEST_MODELS
+from contracts.requests import REQUEST_MODELS, RQ_ONLY_FIELDS
 from contracts.webhooks import CallbackRefused, check_callback_url
 from service.deps import ApiKeyDep
 from service.schemas import JobAccepted, JobOptions
@@ -72,9 +72,24 @@ BODY_MODELS: dict[Operation, type[BaseModel]] = {op: _body_model(op) for op in O
 _OPTION_FIELDS = set(JobOptions.model_fields)  # what the job keeps and the service never sees
 
 
+def _rq_defaults(op: Operation) -> dict[str, Any]:
+    fields = BODY_MODELS[op].model_fields
+    return {name: fields[name].get_default(call_default_factory=True) for name in RQ_ONLY_FIELDS & set(fields)}
+
+
+# Per operation, the RQ-only fields and their defaults: left out of the job's request while at them.
+_RQ_DEFAULTS: dict[Operation, dict[str, Any]] = {op: _rq_defaults(op) for op in Operation}
+
+
+def _recorded(body: BaseModel, defaults: dict[str, Any]) -> set[str]:
+    """The fields not recorded in the job: its options, and RQ-only fields at their defaults."""
+    return _OPTION_FIELDS | {name for name, default in defaults.items() if getattr(body, name) == default}
+
+
 def _make_route(spec: OperationSpec) -> Callable[..., Coroutine[Any, Any, Response]]:
     op = spec.operation
     body_model = BODY_MODELS[op]
+    rq_defaults = _RQ_DEFAULTS[op]
 
     async def submit_operation(
         request: Request,
@@ -102,7 +117,7 @@ def _make_route(spec: OperationSpec) -> Callable[..., Coroutine[Any, Any, Respon
             created = await submit(
                 request.state.creates,
                 op,
-                body.model_dump(mode="json", by_alias=True, exclude=_OPTION_FIELDS),
+                body.model_dump(mode="json", by_alias=True, exclude=_recorded(body, rq_defaults)),
                 options,
                 job_id=job_id,
                 request_id=request.state.request_id,
