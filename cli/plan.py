@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cli.children import ChildSpec
 from contracts.operations import SERVICES
+from service.http_limits import UVICORN_OPTIONS
 
 # The directory holding the project's packages (service/, jobs/, ...), whatever the current directory.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -119,5 +120,7 @@ def gateway_spec(opts: UpOptions, env: Mapping[str, str]) -> ChildSpec:
         "--timeout-graceful-shutdown", "10",
         # Live-status messages are small; compressing them cost ~40 KB per socket and CPU per send.
         "--ws-per-message-deflate", "false",
+        # The limits it keeps without a proxy: header deadline, connection cap, WebSocket message size.
+        *UVICORN_OPTIONS,
     )  # fmt: skip
     return ChildSpec("gateway", argv, env, stop_timeout=15.0, tier=TIER_GATEWAY)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 from pathlib import Path
 
@@ -38,3 +39,30 @@ def redis_argv(binary: str, port: int, workdir: Path) -> tuple[str, ...]:
         "--dir", str(workdir),
         "--save", "",
     )  # fmt: skip
+
+
+def redis_workdir(data_dir: Path) -> Path:
+    """Where the private Redis keeps its append-only file: beside the data directory, never inside it.
+
+    Inside, ``GET /files`` would list and serve Redis's own files (every job and worker record) to any
+    key holder. ``data`` -> ``data.redis``, so each data directory keeps its own queue across runs.
+    """
+    return data_dir.with_name(f"{data_dir.name}.redis")
+
+
+def adopt_old_workdir(data_dir: Path, workdir: Path) -> str | None:
+    """Move the ``redis/`` folder of a data directory used by an older ``ifcflow up`` to ``workdir``.
+
+    Its append-only file holds the queued jobs, so it is moved, not dropped. Returns what was done (or
+    why it was left), for the console; None when there was nothing to do.
+    """
+    old = data_dir / "redis"
+    if not old.is_dir():
+        return None
+    if workdir.exists():
+        return f"WARNING: {old} is left from an older ifcflow up; Redis now keeps its files in {workdir} (remove {old})"
+    try:
+        os.replace(old, workdir)  # same parent file system: one rename, nothing half-moved
+    except OSError:
+        shutil.move(old, workdir)
+    return f"moved Redis's files out of the data directory: {old} -> {workdir}"

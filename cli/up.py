@@ -14,9 +14,10 @@ from types import FrameType
 from cli import plan
 from cli.console import Console
 from cli.probes import free_port, http_get, port_is_free, redis_pings, url_host
-from cli.redis_local import HOW_TO_GET_REDIS, find_redis_server, redis_argv
+from cli.redis_local import HOW_TO_GET_REDIS, adopt_old_workdir, find_redis_server, redis_argv, redis_workdir
 from cli.supervisor import GaveUp, Supervisor
 from contracts.operations import SERVICES
+from service.http_limits import raise_open_file_limit
 from settings import load_settings_or_exit
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -96,6 +97,8 @@ class Up:
                 return 1
         # The settings the children will read (environment and .env): a bad value stops us here, clearly.
         settings = load_settings_or_exit()
+        # Every child inherits it: the gateway's sockets, Redis's clients, the workers' service calls.
+        raise_open_file_limit()
         opts.data_dir.mkdir(parents=True, exist_ok=True)
         configured = [k.get_secret_value() for k in settings.api_keys]
         api_keys, key_source = plan.resolve_api_keys(opts.api_key, configured, settings.allow_anonymous)
@@ -141,7 +144,9 @@ class Up:
             for text in HOW_TO_GET_REDIS.splitlines():
                 self.console.say(text)
             return None
-        workdir = self.opts.data_dir / "redis"
+        workdir = redis_workdir(self.opts.data_dir)
+        if (moved := adopt_old_workdir(self.opts.data_dir, workdir)) is not None:
+            self.console.say(moved)
         workdir.mkdir(parents=True, exist_ok=True)
         port = free_port()
         url = f"redis://127.0.0.1:{port}/0"
@@ -195,6 +200,8 @@ class Up:
                 f"  services {services}",
             ]
         )
+
+
 
 
 def run_up(opts: plan.UpOptions) -> int:

@@ -19,6 +19,7 @@ from contracts.webhooks import DELIVER_FUNCTION
 from jobs.cron import fire_schedules, sweep_workflows
 from jobs.health import check_services
 from jobs.operations import job_function
+from jobs.sweeper import SWEEP_MINUTES, sweep_leftovers
 from jobs.webhooks import deliver_webhook
 from settings import Settings
 from store.redis_client import arq_redis_settings
@@ -51,10 +52,15 @@ def redis_settings(settings: Settings) -> RedisSettings:
     return arq_settings
 
 
+# arq counts every run of a job, waits for a busy service included; the job function counts the real
+# tries against IFCFLOW_MAX_TRIES (jobs/operations.py), so arq's own cap only guards against a loop.
+_ARQ_MAX_TRIES = 10_000
+
+
 def functions(settings: Settings) -> list[Function]:
     """One arq function per operation (each its own timeout), and the webhook delivery."""
     made = [
-        func(job_function(op), name=op.value, timeout=settings.timeout_for(op), max_tries=settings.max_tries,
+        func(job_function(op), name=op.value, timeout=settings.timeout_for(op), max_tries=_ARQ_MAX_TRIES,
              keep_result=settings.result_ttl)
         for op in Operation
     ]
@@ -64,7 +70,7 @@ def functions(settings: Settings) -> list[Function]:
 
 
 def cron_jobs(settings: Settings) -> list[CronJob]:
-    """Service health checks, the workflow sweep and the schedules; named ``cron:*`` so that their
+    """Service health checks, the workflow sweep, the schedules and the leftovers sweep; named ``cron:*`` so that their
     runs stay out of job lists, queue depths and the live job stream."""
     return [
         cron(check_services, name="cron:check_services", run_at_startup=True, timeout=30,  # type: ignore[arg-type]
@@ -74,4 +80,7 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
         # Every 5 s: a 6-field cron expression may ask for slots that fine; a minute slot fires on time.
         cron(fire_schedules, name="cron:fire_schedules", second=set(range(0, 60, 5)),  # type: ignore[arg-type]
              timeout=60, keep_result=0),
+        # Temporaries left by killed services and gateways (jobs/sweeper.py): at start, then every 10 minutes.
+        cron(sweep_leftovers, name="cron:sweep_leftovers", run_at_startup=True,  # type: ignore[arg-type]
+             minute=set(range(3, 60, SWEEP_MINUTES)), second=41, timeout=300, keep_result=0),
     ]

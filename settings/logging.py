@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import Callable
 from typing import Any, BinaryIO, TextIO
@@ -11,25 +10,25 @@ from typing import Any, BinaryIO, TextIO
 import orjson
 import structlog
 
-# Values of these keys are never written, whatever logs them.
-_SECRET_KEYS = frozenset({"api_key", "x-api-key", "password", "authorization", "api_keys"})
-# Secrets inside text: a key in a logged URL's query (uvicorn logs WebSocket and HTTP paths with their
-# query, and sockets take "?api_key="), and the password of a "redis://user:password@host" URL.
-_SECRET_PARAM = re.compile(r"((?:api_key|apikey|access_token|token|password)=)[^&\s\"']+", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@", re.IGNORECASE)
+from settings.redaction import redact_processor
 
 
-def _scrub(text: str) -> str:
-    return _URL_PASSWORD.sub(r"\1***@", _SECRET_PARAM.sub(r"\1***", text))
+class _ExpectedJobFailures(logging.Filter):
+    """Drop arq's ERROR-with-traceback line for a job that ended in a ``JobError``.
 
+    A ``JobError`` is an expected end (bad input, a service's 4xx, retries used up): the job function
+    already logged it as one ``job.failed`` WARNING with the reason and status code, so arq's line
+    (``logger.exception`` in ``Worker.run_job``) would only repeat it with a traceback of our own
+    raise. Any other exception is a bug and keeps arq's ERROR line with its traceback.
+    """
 
-def _redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    for key in event_dict.keys() & _SECRET_KEYS:
-        event_dict[key] = "***"
-    for key, value in event_dict.items():
-        if isinstance(value, str) and ("=" in value or "@" in value):
-            event_dict[key] = _scrub(value)
-    return event_dict
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or record.levelno < logging.ERROR:
+            return True
+        from store.serialization import JobError  # here: store imports settings
+
+        return not isinstance(exc, JobError)
 
 
 class _NamedBytesLogger(structlog.BytesLogger):
@@ -74,7 +73,7 @@ def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        _redact,
+        redact_processor,
     ]
     renderer: Any = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
     fast_renderer: Any = structlog.processors.JSONRenderer(serializer=_orjson_dumps) if as_json else renderer
@@ -116,4 +115,7 @@ def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
     access.propagate = False
     # arq logs "→ started" and "← done" for every job; job.started and job.completed say the same with
     # job id, operation, attempt and request id. Its warnings (failures, retries exceeded) stay.
-    logging.getLogger("arq.worker").setLevel(max(logging.WARNING, root.level))
+    arq_worker = logging.getLogger("arq.worker")
+    arq_worker.setLevel(max(logging.WARNING, root.level))
+    if not any(isinstance(f, _ExpectedJobFailures) for f in arq_worker.filters):
+        arq_worker.addFilter(_ExpectedJobFailures())

@@ -135,6 +135,9 @@ def _up_env() -> dict[str, str]:
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     tmp = tmp_path_factory.mktemp("ifcflow-up")
     data_dir = tmp / "data"
+    # An older ifcflow up kept Redis's files in the data directory: this one moves them out.
+    (data_dir / "redis").mkdir(parents=True)
+    (data_dir / "redis" / "left-by-an-older-up").write_text("queued jobs")
     port, services_port = free_port(), free_port()
     log_path = tmp / "up.log"
     with open(log_path, "wb") as log:
@@ -186,11 +189,14 @@ def test_api_key_and_service_urls() -> None:
 
 def test_the_gateway_runs_on_stock_uvicorn_options() -> None:
     from cli.plan import UpOptions, gateway_spec
+    from service.http_limits import UVICORN_OPTIONS
 
     argv = list(gateway_spec(UpOptions(port=8123), {}).argv)
     assert argv[1:4] == ["-m", "uvicorn", "service.app:app"] and argv[argv.index("--port") + 1] == "8123"
     assert argv[argv.index("--ws-per-message-deflate") + 1] == "false"
     assert "--ws" not in argv, "uvicorn's own WebSocket protocol: no protocol class of ifcflow's"
+    for name, value in zip(UVICORN_OPTIONS[::2], UVICORN_OPTIONS[1::2], strict=True):
+        assert argv[argv.index(name) + 1] == value
 
 
 def test_supervisor_restarts_then_gives_up() -> None:
@@ -237,7 +243,15 @@ def test_up_starts_everything(up: Up) -> None:
         assert prefix in log, f"no line prefixed {prefix!r}:\n{up.tail()}"
     health = _health(up)
     assert health is not None and health["redis"]["ok"] is True and health["workers"]["alive"] >= 1
-    assert (up.data_dir / "redis").is_dir()  # the private Redis keeps its append-only file in the data dir
+    # The private Redis keeps its append-only file beside the data directory: GET /files never shows it.
+    redis_dir = up.data_dir.with_name("data.redis")
+    assert (redis_dir / "appendonlydir").is_dir() and (redis_dir / "left-by-an-older-up").is_file()
+    assert not (up.data_dir / "redis").exists() and "moved Redis's files out of the data directory" in log
+    with up.client() as client:
+        listed = client.get("/files")
+        assert listed.status_code == 200, listed.text
+        assert "redis" not in listed.text and "appendonly" not in listed.text, listed.text
+        assert client.get("/files/redis/appendonlydir/appendonly.aof.manifest").status_code == 404
     up.remember_children()
     names = " ".join(up.seen.values())
     assert "redis-server" in names and "uvicorn" in names and "-m jobs" in names

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from contracts.operations import SERVICES
+from service.http_limits import UVICORN_OPTIONS
 from settings import Settings
 from tests.deploy_checks import defines, option
 
@@ -113,6 +114,8 @@ def test_gateway_command_serves_the_app(services: dict[str, dict[str, Any]]) -> 
     assert services["gateway"]["ports"] == ["${GATEWAY_PORT:-8000}:8000"]
     assert option(command, "--ws-per-message-deflate") == "false"
     assert "--ws" not in command, "uvicorn's own WebSocket protocol: no protocol class of ifcflow's"
+    for name, value in zip(UVICORN_OPTIONS[::2], UVICORN_OPTIONS[1::2], strict=True):
+        assert option(command, name) == value, f"gateway {name} {value} (service/http_limits.py)"
 
 
 def test_worker_command_runs_the_worker(services: dict[str, dict[str, Any]]) -> None:
@@ -273,6 +276,14 @@ def test_monitoring_profile(services: dict[str, dict[str, Any]]) -> None:
         assert rules["groups"] and all(g["rules"] for g in rules["groups"]), path
 
 
+def test_prometheus_is_published_on_loopback_only(services: dict[str, dict[str, Any]]) -> None:
+    # Prometheus has no auth: published on every interface, its API shows what /metrics guards with a key.
+    for mapping in services["prometheus"]["ports"]:
+        resolved = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(mapping))  # compose's defaults
+        host, _, rest = resolved.partition(":")
+        assert host == "127.0.0.1" and rest.count(":") == 1, f"{mapping}: bind to 127.0.0.1 by default"
+
+
 # --- Dockerfiles --------------------------------------------------------------------------------------
 
 
@@ -330,6 +341,8 @@ def test_dockerfile(name: str) -> None:
         cmd = json.loads(next(a for k, a in reversed(final) if k == "CMD"))
         assert cmd[:2] == ["uvicorn", "service.app:app"] and option(cmd, "--ws-per-message-deflate") == "false"
         assert "--ws" not in cmd, "uvicorn's own WebSocket protocol: no protocol class of ifcflow's"
+        for name, value in zip(UVICORN_OPTIONS[::2], UVICORN_OPTIONS[1::2], strict=True):
+            assert option(cmd, name) == value, f"gateway {name} {value} (service/http_limits.py)"
     else:
         assert '".[ifc]"' in installs
         assert "ifcservices" in copied

@@ -1,7 +1,9 @@
 """Running a workflow: record it, start the steps whose dependencies completed, finish it.
 
-``advance`` is idempotent (step jobs have ids derived from the workflow and step), so any worker may
-call it at any time: when a step's job ends, from the periodic sweep, or twice at once.
+``advance`` is idempotent (step jobs have ids derived from the workflow and step, and every change
+is one transaction over the workflow's keys: ``workflows/record.py``), so any worker may call it at
+any time: when a step's job ends (``jobs/hooks.py``), from the periodic sweep, or twice at once. It
+copies each ended step's outcome into the workflow, so a workflow outlives its steps' job records.
 """
 
 from __future__ import annotations
@@ -21,24 +23,41 @@ from contracts.requests import REQUEST_MODELS
 from settings import DEFAULT_QUEUE, Settings
 from store import job_store, keys
 from store.job_store import NewJob, now_ms
-from store.job_view import TERMINAL, JobStatus, JobView
+from store.job_view import TERMINAL, JobView
 from workflows.model import REFERENCE, ReferenceError_, Step, WorkflowRequest, dependencies, references, resolve
+from workflows.record import (
+    CANCELLED,
+    COMPLETE,
+    ENQUEUED,
+    FAILED,
+    FAILING,
+    INVALID,
+    LOST,
+    OUTCOME,
+    PENDING,
+    RUNNING,
+    SKIPPED,
+    Change,
+    Contended,
+    Loaded,
+    read,
+    step_job_id,
+    transact,
+)
 
 log = structlog.get_logger("workflows")
 
-# Step states kept in the workflow's record; a step with a job takes its job's status instead.
-PENDING, ENQUEUED, SKIPPED, CANCELLED, FAILED = "pending", "enqueued", "skipped", "cancelled", "failed"
-RUNNING, COMPLETE = "running", "complete"
+__all__ = ["StepInvalid", "advance", "cancel", "check_workflow", "create_workflow", "step_job_id", "view"]
+
+LOST_ERROR = {"type": "lost", "message": "its job's record was gone (expired or deleted) before the workflow "
+                                         "recorded the job's outcome"}
+SETTLED = {s.value for s in TERMINAL} | {SKIPPED, CANCELLED, FAILED, PENDING, LOST}
 
 
 class StepInvalid(ValueError):
     def __init__(self, step: str, message: str) -> None:
         super().__init__(f"step {step!r}: {message}")
         self.step = step
-
-
-def step_job_id(workflow_id: str, step_id: str) -> str:
-    return f"wf-{workflow_id}-{step_id}"
 
 
 def _checked_arguments(step: Step, arguments: dict[str, Any], data_dir: Path) -> dict[str, Any]:
@@ -110,64 +129,43 @@ async def create_workflow(
     return workflow_id
 
 
-async def load(redis: ArqRedis, workflow_id: str) -> tuple[dict[str, str], list[Step], dict[str, str]] | None:
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(keys.workflow(workflow_id))
-        pipe.hgetall(keys.workflow_steps(workflow_id))
-        raw, raw_states = await pipe.execute()
-    if not raw:
-        return None
-    record = {k.decode(): v.decode() for k, v in raw.items()}
-    steps = [Step.model_validate(s) for s in json.loads(record["steps"])]
-    states = {k.decode(): v.decode() for k, v in raw_states.items()}
-    return record, steps, states
+def _copied(workflow_id: str, loaded: Loaded, views: dict[str, JobView], change: Change) -> None:
+    """Each enqueued step whose job ended takes the job's outcome (or is lost when its job is gone)."""
+    for step in loaded.steps:
+        if loaded.state(step.id) != ENQUEUED:
+            continue
+        job = views.get(step_job_id(workflow_id, step.id))
+        if job is None:
+            outcome: dict[str, Any] = {"status": LOST, "result": None, "error": LOST_ERROR}
+        elif job.status in TERMINAL:
+            error = job.error.model_dump() if job.error else None
+            outcome = {"status": job.status.value, "result": job.result, "error": error}
+        else:
+            continue
+        change.states[step.id] = outcome["status"]
+        change.fields[OUTCOME + step.id] = json.dumps(outcome)
 
 
-async def step_statuses(
-    redis: ArqRedis, workflow_id: str, steps: list[Step], states: dict[str, str]
-) -> tuple[dict[str, str], dict[str, JobView]]:
-    """Each step's status (its job's, once it has one) and the views of the steps' jobs."""
-    job_ids = [step_job_id(workflow_id, s.id) for s in steps if states.get(s.id) == ENQUEUED]
-    views = {v.job_id: v for v in await job_store.get_many(redis, job_ids)}
-    statuses = {}
-    for step in steps:
-        state = states.get(step.id, PENDING)
-        view = views.get(step_job_id(workflow_id, step.id))
-        statuses[step.id] = view.status.value if state == ENQUEUED and view else state
-    return statuses, views
-
-
-async def advance(redis: ArqRedis, settings: Settings, workflow_id: str) -> str | None:
-    """Start what can start, skip what cannot, finish the workflow when it is over; its status."""
-    loaded = await load(redis, workflow_id)
-    if loaded is None:
-        return None
-    record, steps, states = loaded
-    if record["status"] != RUNNING:
-        return record["status"]
-    statuses, views = await step_statuses(redis, workflow_id, steps, states)
-    failed = [s for s, st in statuses.items() if st in (JobStatus.failed, JobStatus.aborted, FAILED, CANCELLED)]
-    if failed:
-        pending = [s.id for s in steps if statuses[s.id] == PENDING]
-        if pending:
-            await redis.hset(keys.workflow_steps(workflow_id), mapping=dict.fromkeys(pending, SKIPPED))
-        return await _finish(redis, workflow_id, "failed", f"step {failed[0]!r} {statuses[failed[0]]}")
+def _started(settings: Settings, workflow_id: str, loaded: Loaded, states: dict[str, str], change: Change) -> None:
+    """Start every pending step whose dependencies completed; when one is invalid, it fails and
+    nothing starts (the workflow fails)."""
+    fields = {**loaded.record, **change.fields}
     results = {
-        s.id: views[step_job_id(workflow_id, s.id)].result or {}
-        for s in steps
-        if statuses[s.id] == JobStatus.complete
+        step_id: json.loads(fields[OUTCOME + step_id]).get("result") or {}
+        for step_id, state in states.items()
+        if state == COMPLETE and OUTCOME + step_id in fields
     }
-    for step in steps:
-        if statuses[step.id] != PENDING or not set(step.depends_on) <= results.keys():
+    record, starts = loaded.record, []
+    for step in loaded.steps:
+        if states[step.id] != PENDING or not set(step.depends_on) <= results.keys():
             continue
         try:
             arguments = _checked_arguments(step, resolve(step.arguments, results), settings.data_dir)
         except (StepInvalid, ReferenceError_) as exc:
-            await redis.hset(keys.workflow_steps(workflow_id), step.id, FAILED)
-            await redis.hset(keys.workflow(workflow_id), f"error:{step.id}", str(exc))
-            log.warning("workflow.step_invalid", workflow_id=workflow_id, step=step.id, error=str(exc))
-            return await advance(redis, settings, workflow_id)
-        job = NewJob(
+            change.states[step.id] = states[step.id] = FAILED
+            change.fields[INVALID + step.id] = str(exc)
+            return
+        starts.append(NewJob(
             step.operation,
             arguments,
             step_job_id(workflow_id, step.id),
@@ -175,74 +173,132 @@ async def advance(redis: ArqRedis, settings: Settings, workflow_id: str) -> str 
             priority=record.get("priority", "normal"),  # type: ignore[arg-type]
             due_ms=int(record["due_ms"]) if record.get("due_ms") else None,
             meta={"workflow_id": workflow_id, "workflow_step": step.id},
-        )
-        await job_store.create(redis, settings, job)
-        await redis.hset(keys.workflow_steps(workflow_id), step.id, ENQUEUED)
-        log.info("workflow.step_enqueued", workflow_id=workflow_id, step=step.id, job_id=job.job_id)
-    if len(results) == len(steps):
-        return await _finish(redis, workflow_id, COMPLETE, None)
-    return RUNNING
+        ))
+    for job in starts:
+        change.jobs.append(job)
+        change.states[job.meta["workflow_step"]] = states[job.meta["workflow_step"]] = ENQUEUED
 
 
-async def _finish(redis: ArqRedis, workflow_id: str, status: str, error: str | None) -> str:
-    """Mark the workflow ended, once: whoever sets ``finished_at`` first also sets the status."""
-    finished = now_ms()
-    if await redis.hsetnx(keys.workflow(workflow_id), "finished_at", str(finished)):
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.workflow(workflow_id), mapping={"status": status, "error": error or ""})
-            pipe.srem(keys.ACTIVE_WORKFLOWS, workflow_id)
-            pipe.hget(keys.workflow(workflow_id), "callback_url")
-            *_, callback = await pipe.execute()
-        log.info("workflow.finished", workflow_id=workflow_id, status=status, error=error)
-        if callback:
-            await job_store.schedule_delivery(redis, "workflow", workflow_id, finished, DEFAULT_QUEUE)
+def _failing(loaded: Loaded, states: dict[str, str], change: Change) -> bool:
+    """A step failed (or was cancelled, aborted, lost, invalid): skip what has not started, end failed."""
+    failing = [s.id for s in loaded.steps if states[s.id] in FAILING]
+    if not failing:
+        return False
+    for step_id, state in states.items():
+        if state == PENDING:
+            change.states[step_id] = SKIPPED
+    change.finish = ("failed", f"step {failing[0]!r} {states[failing[0]]}")
+    return True
+
+
+async def _decide_advance(redis: ArqRedis, settings: Settings, workflow_id: str, loaded: Loaded) -> Change:
+    change = Change()
+    enqueued = [step_job_id(workflow_id, s.id) for s in loaded.steps if loaded.state(s.id) == ENQUEUED]
+    views = {v.job_id: v for v in await job_store.get_many(redis, enqueued)}
+    _copied(workflow_id, loaded, views, change)
+    if loaded.status != RUNNING:
+        return change  # ended: only outcomes of steps still running at the end are copied
+    states = {s.id: change.states.get(s.id, loaded.state(s.id)) for s in loaded.steps}
+    if _failing(loaded, states, change):
+        return change
+    _started(settings, workflow_id, loaded, states, change)
+    if not _failing(loaded, states, change) and all(st == COMPLETE for st in states.values()):
+        change.finish = (COMPLETE, "")
+    return change
+
+
+async def advance(redis: ArqRedis, settings: Settings, workflow_id: str) -> str | None:
+    """Copy ended steps' outcomes, start what can start, skip what cannot, finish the workflow when
+    it is over; returns its status (None when it is gone, or when other writers kept winning)."""
+    async def decide(loaded: Loaded) -> Change:
+        return await _decide_advance(redis, settings, workflow_id, loaded)
+
+    try:
+        done = await transact(redis, settings, workflow_id, decide)
+    except Contended:
+        log.warning("workflow.contended", workflow_id=workflow_id)
+        return None
+    if done is None:
+        return None
+    loaded, change = done
+    for job in change.jobs:
+        log.info("workflow.step_enqueued", workflow_id=workflow_id, step=job.meta["workflow_step"], job_id=job.job_id)
+    for name, error in change.fields.items():
+        if name.startswith(INVALID):
+            log.warning("workflow.step_invalid", workflow_id=workflow_id, step=name.removeprefix(INVALID), error=error)
+    return await _ended(redis, workflow_id, loaded, change)
+
+
+async def _ended(redis: ArqRedis, workflow_id: str, loaded: Loaded, change: Change) -> str:
+    if change.finish is None:
+        return loaded.status
+    status, error = change.finish
+    log.info("workflow.finished", workflow_id=workflow_id, status=status, error=error or None)
+    if loaded.record.get("callback_url"):
+        finished = now_ms()
+        await job_store.schedule_delivery(redis, "workflow", workflow_id, finished, DEFAULT_QUEUE)
     return status
 
 
-async def mark_cancelled(redis: ArqRedis, workflow_id: str) -> list[str]:
-    """Stop starting steps; returns the job ids of steps that had started, for the caller to cancel."""
-    loaded = await load(redis, workflow_id)
-    if loaded is None:
-        return []
-    _, steps, states = loaded
-    pending = [s.id for s in steps if states.get(s.id, PENDING) == PENDING]
-    if pending:
-        await redis.hset(keys.workflow_steps(workflow_id), mapping=dict.fromkeys(pending, CANCELLED))
-    await _finish(redis, workflow_id, "cancelled", "cancelled by request")
-    return [step_job_id(workflow_id, s.id) for s in steps if states.get(s.id) == ENQUEUED]
+async def cancel(redis: ArqRedis, settings: Settings, workflow_id: str) -> str | None:
+    """Cancel a running workflow: its pending steps never start, its started steps' jobs are
+    cancelled (queued) or aborted (running). Returns the status it had (``running`` when this call
+    cancelled it), or None when there is no such workflow.
+
+    The cancel is one transaction over the workflow's keys, as every step start is: a step started
+    before it is seen here and its job cancelled; none can start after it."""
+    async def decide(loaded: Loaded) -> Change:
+        if loaded.status != RUNNING:
+            return Change()
+        pending = {s.id: CANCELLED for s in loaded.steps if loaded.state(s.id) == PENDING}
+        return Change(states=pending, finish=("cancelled", "cancelled by request"))
+
+    done = await transact(redis, settings, workflow_id, decide)
+    if done is None:
+        return None
+    loaded, change = done
+    if not change:
+        return loaded.status
+    for step in loaded.steps:
+        if loaded.state(step.id) == ENQUEUED:
+            await job_store.cancel(redis, settings, step_job_id(workflow_id, step.id))
+    await advance(redis, settings, workflow_id)  # copies the outcomes of the jobs cancelled before they started
+    await _ended(redis, workflow_id, loaded, change)  # the webhook then shows those steps cancelled
+    return RUNNING
+
+
+def _step_view(workflow_id: str, loaded: Loaded, step: Step, job: JobView | None) -> dict[str, Any]:
+    state, outcome = loaded.state(step.id), loaded.outcome(step.id)
+    base = {"id": step.id, "operation": step.operation.value, "depends_on": step.depends_on}
+    if state == ENQUEUED:  # its job is the truth until it ends
+        if job is None:
+            return {**base, "status": LOST, "job_id": step_job_id(workflow_id, step.id), "result": None,
+                    "error": LOST_ERROR}
+        error = job.error.model_dump() if job.error else None
+        return {**base, "status": job.status.value, "job_id": job.job_id, "result": job.result, "error": error}
+    if outcome is not None:
+        return {**base, "status": state, "job_id": step_job_id(workflow_id, step.id), "result": outcome["result"],
+                "error": outcome["error"]}
+    invalid = loaded.record.get(INVALID + step.id)
+    return {**base, "status": state, "job_id": None, "result": None,
+            "error": {"type": "invalid_step", "message": invalid} if invalid else None}
 
 
 async def view(redis: ArqRedis, workflow_id: str) -> dict[str, Any] | None:
     """The whole graph with each step's status, job and (when ended) result or error."""
-    loaded = await load(redis, workflow_id)
+    loaded = await read(redis, workflow_id)
     if loaded is None:
         return None
-    record, steps, states = loaded
-    statuses, views = await step_statuses(redis, workflow_id, steps, states)
-    out_steps = []
-    for step in steps:
-        job = views.get(step_job_id(workflow_id, step.id))
-        out_steps.append(
-            {
-                "id": step.id,
-                "operation": step.operation.value,
-                "depends_on": step.depends_on,
-                "status": statuses[step.id],
-                "job_id": job.job_id if job else None,
-                "result": job.result if job else None,
-                "error": (job.error.model_dump() if job and job.error else None)
-                or ({"type": "invalid_step", "message": record[f"error:{step.id}"]} if f"error:{step.id}" in record
-                    else None),
-            }
-        )
+    enqueued = [step_job_id(workflow_id, s.id) for s in loaded.steps if loaded.state(s.id) == ENQUEUED]
+    jobs = {v.job_id: v for v in await job_store.get_many(redis, enqueued)}
+    steps = [_step_view(workflow_id, loaded, s, jobs.get(step_job_id(workflow_id, s.id))) for s in loaded.steps]
+    record = loaded.record
     return {
         "workflow_id": workflow_id,
         "status": record["status"],
         "error": record.get("error") or None,
         "created_at": int(record["created_at"]),
         "finished_at": int(record["finished_at"]) if record.get("finished_at") else None,
-        "steps": out_steps,
-        "terminal": record["status"] != RUNNING and all(
-            st in {s.value for s in TERMINAL} | {SKIPPED, CANCELLED, FAILED, PENDING} for st in statuses.values()
-        ),
+        "steps": steps,
+        "terminal": record["status"] != RUNNING and all(s["status"] in SETTLED for s in steps),
     }

@@ -2,13 +2,15 @@
 
 Every worker runs the same check every few seconds (an arq cron job); a slot is fired by whichever
 worker claims it first in Redis, and the job it makes has an id derived from the slot, so a slot can
-never run twice even if two workers raced past the claim.
+never run twice even if two workers raced past the claim. The check reads only the schedules due
+(``workflows/schedule_store.py``: an index by next slot), so schedules not due cost nothing.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,10 +26,15 @@ from contracts.requests import REQUEST_MODELS
 from settings import Settings
 from store import job_store, keys
 from store.job_store import NewJob, Priority, now_ms
+from workflows import schedule_store as store
 from workflows.engine import StepInvalid, create_workflow
 from workflows.model import WorkflowRequest
 
 log = structlog.get_logger("workflows.schedules")
+
+# The stats field (beside the job counters, read by /metrics) counting slots never fired.
+SKIPPED_STAT = "schedules:skipped_slots"
+SKIP_COUNT_MAX = 10_000
 
 
 class JobTemplate(BaseModel):
@@ -74,22 +81,51 @@ class ScheduleRequest(BaseModel):
         return self
 
 
+def _zone(schedule: dict[str, Any]) -> ZoneInfo:
+    return ZoneInfo(schedule["timezone"])
+
+
+def _slot_after(schedule: dict[str, Any], after_ms: int) -> int:
+    """The schedule's first slot (epoch ms) strictly after ``after_ms``."""
+    start = datetime.fromtimestamp(after_ms / 1000, _zone(schedule))
+    return int(croniter(schedule["cron"], start).get_next(datetime).timestamp() * 1000)
+
+
+def _index_score(schedule: dict[str, Any]) -> int | None:
+    """Where the schedule stands in the due index: its first slot not fired yet (None: paused).
+
+    A pure function of the stored schedule, so the index can always be rebuilt from the hash."""
+    if schedule["paused"]:
+        return None
+    return _slot_after(schedule, max(schedule["last_slot"], schedule["created_at"]))
+
+
 def _next_run(schedule: dict[str, Any]) -> str | None:
     if schedule["paused"]:
         return None
-    now = datetime.now(ZoneInfo(schedule["timezone"]))
-    upcoming: datetime = croniter(schedule["cron"], now).get_next(datetime)
-    return upcoming.astimezone(UTC).isoformat()
+    upcoming = _slot_after(schedule, max(now_ms(), schedule["last_slot"]))
+    return datetime.fromtimestamp(upcoming / 1000, UTC).isoformat()
 
 
 def present(schedule: dict[str, Any]) -> dict[str, Any]:
     return {**schedule, "next_run": _next_run(schedule)}
 
 
-async def create(redis: ArqRedis, body: ScheduleRequest) -> dict[str, Any]:
+class ScheduleLimit(Exception):
+    """As many schedules as ``IFCFLOW_MAX_SCHEDULES`` exist already."""
+
+
+async def create(redis: ArqRedis, settings: Settings, body: ScheduleRequest) -> dict[str, Any]:
+    """Record a new schedule (and its place in the due index), or ``ScheduleLimit``."""
     schedule = {"id": uuid.uuid4().hex, **body.model_dump(mode="json"), "created_at": now_ms(), "last_slot": 0,
-                "last_fired": None, "last_error": None}
-    await redis.hset(keys.SCHEDULES, schedule["id"], json.dumps(schedule))
+                "last_fired": None, "last_error": None, "last_skipped": None}
+    score = _index_score(schedule)
+    made = await store.CREATE(
+        redis, [keys.SCHEDULES, store.DUE, store.INDEXED],
+        [settings.max_schedules, schedule["id"], json.dumps(schedule), "" if score is None else score],
+    )
+    if not made:
+        raise ScheduleLimit(settings.max_schedules)
     return present(schedule)
 
 
@@ -103,41 +139,86 @@ async def list_all(redis: ArqRedis) -> list[dict[str, Any]]:
     return sorted((json.loads(v) for v in raw.values()), key=lambda s: s["created_at"])
 
 
-async def save(redis: ArqRedis, schedule: dict[str, Any]) -> None:
-    await redis.hset(keys.SCHEDULES, schedule["id"], json.dumps(schedule))
+async def update(
+    redis: ArqRedis, schedule_id: str, change: Callable[[dict[str, Any]], None]
+) -> dict[str, Any] | None:
+    """Apply ``change`` to the stored schedule and move it in the due index, atomically against any
+    other writer of the same schedule (compare and set, again on a lost race); None when it is gone."""
+    while True:
+        raw = await redis.hget(keys.SCHEDULES, schedule_id)
+        if raw is None:
+            return None
+        schedule: dict[str, Any] = json.loads(raw)
+        change(schedule)
+        score = _index_score(schedule)
+        swapped = await store.SWAP(
+            redis, [keys.SCHEDULES, store.DUE], [schedule_id, raw, json.dumps(schedule), "" if score is None else score]
+        )
+        if swapped:
+            return schedule
 
 
 async def delete(redis: ArqRedis, schedule_id: str) -> bool:
-    return bool(await redis.hdel(keys.SCHEDULES, schedule_id))
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hdel(keys.SCHEDULES, schedule_id)
+        pipe.zrem(store.DUE, schedule_id)
+        deleted, _ = await pipe.execute()
+    return bool(deleted)
 
 
 def _due_slot(schedule: dict[str, Any], now: datetime) -> int | None:
     """The latest slot (epoch ms) at or before ``now`` not fired yet, or None."""
-    local = now.astimezone(ZoneInfo(schedule["timezone"]))
+    local = now.astimezone(_zone(schedule))
     slot = int(croniter(schedule["cron"], local).get_prev(datetime).timestamp() * 1000)
     if slot <= max(schedule["last_slot"], schedule["created_at"]):
         return None
     return slot
 
 
+def skipped_slots(schedule: dict[str, Any], slot: int) -> int:
+    """Slots after the last fired one and before ``slot``: due while no worker checked (counted up to
+    ``SKIP_COUNT_MAX``, so a per-second schedule left for a year costs no more than that)."""
+    start = datetime.fromtimestamp(max(schedule["last_slot"], schedule["created_at"]) / 1000, _zone(schedule))
+    slots = croniter(schedule["cron"], start)
+    for n in range(SKIP_COUNT_MAX):
+        if int(slots.get_next(datetime).timestamp() * 1000) >= slot:
+            return n
+    return SKIP_COUNT_MAX
+
+
 async def fire_due(redis: ArqRedis, settings: Settings) -> int:
-    """Fire every schedule whose latest slot has not been fired; returns how many this call fired."""
-    fired = 0
+    """Fire every schedule whose latest slot has not been fired; returns how many this call fired.
+
+    Reads only the schedules due now (the index by next slot): any number of schedules not due
+    costs one ``ZRANGEBYSCORE``. Of the slots due since the last fire only the latest runs; the
+    others are recorded as skipped (``last_skipped``, ``ifcflow_schedule_slots_skipped_total``)."""
     now = datetime.now(UTC)
-    for schedule in await list_all(redis):
-        if schedule["paused"]:
+    fired = 0
+    for schedule_id, schedule in await store.due(redis, int(now.timestamp() * 1000), _index_score):
+        if schedule is None:
+            await redis.zrem(store.DUE, schedule_id)  # deleted meanwhile
             continue
-        slot = _due_slot(schedule, now)
+        slot = _due_slot(schedule, now) if not schedule["paused"] else None
         if slot is None:
+            await update(redis, schedule_id, lambda s: None)  # the index was behind: put it right
             continue
-        claimed = await redis.set(f"{keys.SCHEDULE_SLOT}{schedule['id']}:{slot}", "1", nx=True, ex=2 * 86400)
+        claimed = await redis.set(f"{keys.SCHEDULE_SLOT}{schedule_id}:{slot}", "1", nx=True, ex=2 * 86400)
         if not claimed:
-            continue
+            continue  # another worker fires this slot, and moves the schedule on in the index
+        skipped = skipped_slots(schedule, slot)
         error = await _fire(redis, settings, schedule, slot)
-        current = await get(redis, schedule["id"])  # it may have been paused or deleted meanwhile
-        if current is not None:
-            current.update(last_slot=slot, last_fired=now_ms(), last_error=error)
-            await save(redis, current)
+        fired_at = now_ms()
+
+        def fired_now(current: dict[str, Any], slot: int = slot, error: str | None = error,
+                      skipped: int = skipped, fired_at: int = fired_at) -> None:
+            current.update(last_slot=max(current["last_slot"], slot), last_fired=fired_at, last_error=error)
+            if skipped:
+                current["last_skipped"] = {"slots": skipped, "before_slot": slot, "recorded_at": fired_at}
+
+        await update(redis, schedule_id, fired_now)  # it may have been paused or deleted meanwhile
+        if skipped:
+            await redis.hincrby(keys.STATS_COUNTS, SKIPPED_STAT, skipped)
+            log.info("schedule.slots_skipped", schedule_id=schedule_id, slots=skipped, fired_slot=slot)
         fired += 1
     return fired
 

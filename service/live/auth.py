@@ -1,4 +1,9 @@
-"""API keys on sockets: browsers cannot set headers there, so a query parameter or a first message do."""
+"""API keys on sockets: browsers cannot set headers there, so a query parameter or a first message do.
+
+The query parameter is read as Starlette decodes it: ``?api%5Fkey=`` is ``api_key`` (RFC 3986 makes
+``%5F`` and ``_`` one character), and the log pipeline redacts names after the same decoding
+(settings/redaction.py), so a key that authenticates is never logged, however it was spelled.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,11 @@ from settings import Settings
 CLOSE_NO_KEY = 4401
 CLOSE_BAD_KEY = 4403
 CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_BIG = 1009  # RFC 6455: a message too big to process
 _FIRST_MESSAGE_WAIT_S = 5.0
+# A key message is {"api_key": "..."}: anything longer before authentication is not one. uvicorn's
+# --ws-max-size (service/http_limits.py) bounds what it buffers before this check sees it.
+FIRST_MESSAGE_MAX_CHARS = 4096
 
 
 async def authenticate(ws: WebSocket, settings: Settings) -> bool:
@@ -28,6 +37,9 @@ async def authenticate(ws: WebSocket, settings: Settings) -> bool:
             first = await asyncio.wait_for(ws.receive_text(), _FIRST_MESSAGE_WAIT_S)
         except (TimeoutError, RuntimeError, KeyError):
             first = ""
+        if len(first) > FIRST_MESSAGE_MAX_CHARS:
+            await ws.close(CLOSE_TOO_BIG, f"first message over {FIRST_MESSAGE_MAX_CHARS} characters: send the key")
+            return False
         try:
             parsed = json.loads(first)
             key = parsed.get("api_key") if isinstance(parsed, dict) else None

@@ -15,8 +15,7 @@ from service.live.auth import CLOSE_NOT_FOUND, authenticate
 from service.live.hub import JobEventHub
 from service.routers.operations import check_callback
 from settings import Settings
-from store import job_store
-from workflows.engine import StepInvalid, advance, create_workflow, mark_cancelled, step_job_id, view
+from workflows.engine import StepInvalid, advance, cancel, create_workflow, step_job_id, view
 from workflows.model import WorkflowRequest
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
@@ -64,13 +63,11 @@ async def cancel_workflow(
     workflow_id: WorkflowId, redis: RedisDep, settings: SettingsDep, _: ApiKeyDep
 ) -> dict[str, Any]:
     """Cancel the workflow: steps not started never start, queued ones are cancelled, running ones aborted."""
-    found = await view(redis, workflow_id)
-    if found is None:
+    before = await cancel(redis, settings, workflow_id)
+    if before is None:
         raise HTTPException(404, f"workflow {workflow_id} not found")
-    if found["status"] != "running":
-        raise HTTPException(409, f"workflow {workflow_id} already {found['status']}")
-    for job_id in await mark_cancelled(redis, workflow_id):
-        await job_store.cancel(redis, settings, job_id)
+    if before != "running":
+        raise HTTPException(409, f"workflow {workflow_id} already {before}")
     return await view(redis, workflow_id) or {}
 
 
