@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import time
 from typing import Any, Literal
 
 from store import keys
@@ -42,3 +43,46 @@ def cumulative_buckets(raw: dict[str, str]) -> tuple[list[tuple[str, float]], fl
     running += float(raw.get("+Inf", 0))
     out.append(("+Inf", running))
     return out, float(raw.get("sum", 0.0))
+
+
+# The dashboard's counts read at most this many jobs per queue; past it they say "at least".
+LIVE_COUNT_LIMIT = 5000
+_RECORD_FIELDS = ("status", "due_at", "worker")
+
+
+async def live_counts(redis: Any, queues: list[str], limit: int = LIVE_COUNT_LIMIT) -> dict[str, Any]:
+    """Queued, deferred and running jobs per queue, and running jobs per worker, from the jobs' own
+    records: the source the jobs table shows, so the two never disagree (workers' heartbeats lag).
+
+    Every job not yet ended is in its arq queue (arq keeps a running one there until it ends), so
+    the queue's members are exactly the jobs to count; ids without a record (arq cron runs, webhook
+    deliveries) are not jobs and are skipped.
+    """
+    async with redis.pipeline(transaction=False) as pipe:
+        for q in queues:
+            pipe.zrange(q, 0, limit - 1)
+            pipe.zcard(q)
+        listed = await pipe.execute()
+    ids_per_queue = [[i.decode() if isinstance(i, bytes) else str(i) for i in ids] for ids in listed[0::2]]
+    async with redis.pipeline(transaction=False) as pipe:
+        for ids in ids_per_queue:
+            for job_id in ids:
+                pipe.hmget(keys.job_meta(job_id), *_RECORD_FIELDS)
+        records = await pipe.execute()
+    now_ms = time.time() * 1000
+    per_queue: dict[str, dict[str, Any]] = {}
+    per_worker: dict[str, int] = {}
+    position = 0
+    for q, ids, total in zip(queues, ids_per_queue, listed[1::2], strict=True):
+        counts = {"queued": 0, "deferred": 0, "in_progress": 0, "capped": int(total) > limit}
+        for raw in records[position : position + len(ids)]:
+            status, due_at, worker = (v.decode() if isinstance(v, bytes) else v for v in raw)
+            if status in ("queued", "deferred"):
+                counts["deferred" if due_at and int(due_at) > now_ms else "queued"] += 1
+            elif status == "in_progress":
+                counts["in_progress"] += 1
+                if worker:
+                    per_worker[worker] = per_worker.get(worker, 0) + 1
+        position += len(ids)
+        per_queue[q] = counts
+    return {"queues": per_queue, "workers": per_worker}

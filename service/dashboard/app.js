@@ -4,7 +4,8 @@
 const STATUSES = ["queued", "deferred", "in_progress", "complete", "failed", "aborted"];
 const TERMINAL = new Set(["complete", "failed", "aborted"]);
 const PAGE = 25;
-const state = { key: sessionStorage.getItem("ifcflow-key") || "", offsets: [0], next: null, jobs: new Map(), detail: null, socket: null };
+const VIEWABLE = new Set(["ifcconvert", "ifcclash", "ifctester", "ifcdiff"]);
+const state = { key: sessionStorage.getItem("ifcflow-key") || "", offsets: [0], next: null, jobs: new Map(), detail: null, detailJob: null, socket: null, overviewDue: null };
 const $ = (sel) => document.querySelector(sel);
 
 function el(tag, attrs = {}, ...children) {
@@ -33,6 +34,21 @@ function duration(job) {
 }
 const statusPill = (s, label) => el("span", { class: `status ${s}` }, label ?? s.replace("_", " "));
 
+// A running job's progress as the API streams it ({percent, phase}); an empty cell otherwise.
+function progressBar(job) {
+  if (job.status !== "in_progress") return "";
+  const p = job.progress?.percent ?? 0;
+  return el("span", { class: "progress", title: job.progress?.phase ?? "" },
+    el("progress", { max: "100", value: String(p) }), ` ${Math.round(p)}%`);
+}
+
+// The viewer shows a glb conversion, clashes, IDS failures and diffs on the model.
+function viewerLink(job) {
+  const glb = (job.result?.output_files || []).some((f) => f.toLowerCase().endsWith(".glb"));
+  if (job.status !== "complete" || !VIEWABLE.has(job.operation) || (job.operation === "ifcconvert" && !glb)) return "";
+  return el("a", { class: "view", href: `/viewer?job=${encodeURIComponent(job.job_id)}`, onclick: (e) => e.stopPropagation() }, "view 3D");
+}
+
 function sparkline(history) {
   const values = history.map((p) => p.queued + p.in_progress + p.deferred);
   const max = Math.max(1, ...values);
@@ -48,7 +64,7 @@ async function refreshOverview() {
   $("#queues tbody").replaceChildren(...Object.entries(o.queues).map(([q, d]) =>
     el("tr", {}, el("td", {}, q), el("td", {}, String(d.queued)), el("td", {}, String(d.deferred)), el("td", {}, String(d.in_progress)), el("td", {}, sparkline(d.history)))));
   $("#workers tbody").replaceChildren(...(o.workers.length ? o.workers.map((w) =>
-    el("tr", {}, el("td", {}, `${w.host} / ${w.pid}`), el("td", {}, w.queue), el("td", {}, new Date(w.started_at).toLocaleString()),
+    el("tr", {}, el("td", {}, `${w.host} / ${w.pid}`), el("td", {}, w.queue), el("td", { title: new Date(w.started_at).toLocaleString() }, time(w.started_at)),
       el("td", {}, String(w.running)), el("td", {}, String(w.complete)), el("td", {}, String(w.failed)), el("td", {}, String(w.retried)),
       el("td", {}, new Date(w.last_heartbeat).toLocaleTimeString())))
     : [el("tr", {}, el("td", { colspan: "8", class: "error" }, "no live worker"))]));
@@ -63,7 +79,7 @@ function jobRow(job) {
   return el("tr", { "data-id": job.job_id, onclick: () => showDetail(job.job_id) },
     el("td", {}, el("code", {}, job.job_id.slice(0, 12))), el("td", {}, job.operation ?? ""), el("td", {}, statusPill(job.status)),
     el("td", {}, time(job.enqueued_at)), el("td", {}, time(job.started_at)), el("td", {}, time(job.finished_at)),
-    el("td", {}, duration(job)), el("td", {}, String(job.tries)));
+    el("td", { class: "duration" }, duration(job)), el("td", {}, progressBar(job)), el("td", {}, String(job.tries)), el("td", {}, viewerLink(job)));
 }
 
 function matchesFilters(job) {
@@ -95,12 +111,33 @@ function onJobEvent(job) {
     while ($("#jobs tbody").children.length > PAGE) $("#jobs tbody").lastChild.remove();
   }
   if (state.detail === job.job_id) renderDetail(job);
+  scheduleOverview();
+}
+
+// Counts come from the same job records as the table: re-read them soon after any job changes
+// (at most every 300 ms), not only on the 5 s timer, so the panels and the table agree.
+function scheduleOverview() {
+  if (state.overviewDue) return;
+  state.overviewDue = setTimeout(() => { state.overviewDue = null; refreshOverview().catch(() => {}); }, 300);
+}
+
+// Durations of running jobs grow every second, without waiting for an event.
+function tick() {
+  for (const row of document.querySelectorAll("#jobs tbody tr[data-id]")) {
+    const job = state.jobs.get(row.dataset.id);
+    if (job && job.status === "in_progress") row.querySelector(".duration").textContent = duration(job);
+  }
+  if (state.detailJob?.status === "in_progress") $("#d-duration").textContent = duration(state.detailJob);
 }
 
 function renderDetail(job) {
   $("#detail").hidden = false;
   $("#d-id").textContent = job.job_id;
+  state.detailJob = job;
   $("#d-status").replaceChildren(statusPill(job.status));
+  $("#d-progress").replaceChildren(progressBar(job), job.progress?.phase && job.status === "in_progress" ? ` ${job.progress.phase}` : "");
+  $("#d-duration").textContent = duration(job);
+  $("#d-view").replaceChildren(viewerLink(job));
   $("#d-args").textContent = JSON.stringify(job.arguments, null, 2);
   $("#d-result").textContent = job.result ? JSON.stringify(job.result, null, 2) : "";
   $("#d-error").textContent = job.error ? JSON.stringify(job.error, null, 2) : "";
@@ -122,17 +159,25 @@ function connectLive() {
   const proto = location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(`${proto}://${location.host}/ws/jobs`);
   state.socket = socket;
-  socket.onopen = () => socket.send(JSON.stringify({ api_key: state.key }));
-  socket.onmessage = (m) => { $("#live").textContent = "live"; $("#live").className = "pill on"; onJobEvent(JSON.parse(m.data)); };
-  socket.onclose = () => {
-    $("#live").textContent = "offline"; $("#live").className = "pill";
-    if (state.key && state.socket === socket) setTimeout(connectLive, 2000);
+  // Live from the socket's own open and close: the gateway closes it at once (4401/4403) on a bad key.
+  socket.onopen = () => { socket.send(JSON.stringify({ api_key: state.key })); setLive(true); };
+  socket.onmessage = (m) => onJobEvent(JSON.parse(m.data));
+  socket.onclose = (e) => {
+    if (state.socket !== socket) return;
+    setLive(false);
+    if (e.code === 4401 || e.code === 4403) { signOut("That key was refused."); return; }
+    if (state.key) setTimeout(connectLive, 2000);
   };
+}
+
+function setLive(on) {
+  $("#live").textContent = on ? "live" : "offline";
+  $("#live").className = on ? "pill on" : "pill";
 }
 
 function signOut(message = "") {
   state.key = ""; sessionStorage.removeItem("ifcflow-key");
-  if (state.socket) { const s = state.socket; state.socket = null; s.close(); }
+  if (state.socket) { const s = state.socket; state.socket = null; s.close(); setLive(false); }
   $("#app").hidden = true; $("#logout").hidden = true; $("#login").hidden = false;
   $("#login-error").textContent = message;
 }
@@ -159,5 +204,6 @@ $("#d-close").addEventListener("click", () => { state.detail = null; $("#detail"
 $("#d-cancel").addEventListener("click", () => act("DELETE", `/jobs/${state.detail}`, "Cancel (or abort) this job?"));
 $("#d-requeue").addEventListener("click", () => act("POST", `/jobs/${state.detail}/requeue`, "Run this job again with the same arguments?"));
 setInterval(() => { if (state.key) refreshOverview().catch(() => {}); }, 5000);
+setInterval(tick, 1000);
 
 if (state.key) start().catch(() => {}); else $("#login").hidden = false;

@@ -14,11 +14,14 @@ from service.deps import ApiKeyDep, RedisDep, SettingsDep
 from service.live.hub import JobEventHub
 from settings import DEFAULT_QUEUE
 from store import keys
-from store.system_state import live_workers, queue_depths
+from store.stats import live_counts
+from store.system_state import live_workers
 
 router = APIRouter(tags=["dashboard"])
 _STATIC = Path(__file__).resolve().parent.parent / "dashboard"
-_ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
+_ASSETS = {
+    "app.js": "text/javascript", "style.css": "text/css", "favicon.png": "image/png",
+}
 
 
 @router.get("/dashboard", response_class=FileResponse, include_in_schema=False)
@@ -35,11 +38,27 @@ async def dashboard_asset(asset: str) -> FileResponse:
     return FileResponse(_STATIC / asset, media_type=_ASSETS[asset])
 
 
+@router.get("/favicon.ico", response_class=FileResponse, include_in_schema=False)
+async def favicon() -> FileResponse:
+    """The icon browsers ask for on every page (a PNG: every browser reads one at this name)."""
+    return FileResponse(
+        _STATIC / "favicon.png", media_type="image/png", headers={"Cache-Control": "public, max-age=86400"}
+    )
+
+
 @router.get("/dashboard-api/overview")
 async def overview(request: Request, redis: RedisDep, settings: SettingsDep, _: ApiKeyDep) -> dict[str, Any]:
-    """Queues with recent depth history, live workers, and IFC service health."""
+    """Queues with recent depth history, live workers, and IFC service health.
+
+    Queue depths and each worker's running count come from the jobs' records (``store.stats.live_counts``),
+    the same source as the jobs table, not from the workers' heartbeats, which lag by an interval.
+    """
     workers = await live_workers(redis, settings.heartbeat_interval * 3)
-    depths = await queue_depths(redis, {DEFAULT_QUEUE, *settings.queues.values()}, workers)
+    names = sorted({DEFAULT_QUEUE, *settings.queues.values(), *(str(w["queue"]) for w in workers)})
+    counts = await live_counts(redis, names)
+    depths: dict[str, dict[str, Any]] = counts["queues"]
+    for w in workers:
+        w["running"] = counts["workers"].get(str(w["worker_id"]), 0)
     async with redis.pipeline(transaction=False) as pipe:
         for queue in depths:
             pipe.lrange(keys.queue_history(queue), 0, -1)

@@ -1,0 +1,88 @@
+"""The 3D viewer: its page and scripts, the vendored libraries, and the element index it reads."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import FileResponse
+
+from contracts.files import data_root, resolve_input
+from contracts.paths import check_relative_path
+from service.deps import ApiKeyDep, SettingsDep
+from service.stepindex import IndexCache
+
+router = APIRouter(tags=["viewer"])
+_STATIC = Path(__file__).resolve().parent.parent / "viewer"
+VENDOR = _STATIC / "vendor"
+_TYPES = {
+    ".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".png": "image/png", ".txt": "text/plain",
+    ".map": "application/json",
+}
+# Fixed at import: what can be served is exactly what the package ships, whatever the URL says.
+_VIEWER_ASSETS = {p.name: p for p in _STATIC.iterdir() if p.is_file() and p.suffix in (".js", ".css")}
+_VENDOR_FILES = {p.relative_to(VENDOR).as_posix(): p for p in VENDOR.rglob("*") if p.is_file()}
+_INDEXES = IndexCache()
+FilePath = Annotated[str, Query(max_length=1024, description="an IFC file in the data directory")]
+
+
+def static_file(path: Path) -> FileResponse:
+    """A packaged file with its media type, cached by the browser for an hour (the files change only
+    with a release; vendored ones carry their version in vendor/VERSIONS.md)."""
+    return FileResponse(path, media_type=_TYPES.get(path.suffix, "application/octet-stream"),
+                        headers={"Cache-Control": "public, max-age=3600"})
+
+
+@router.get("/viewer", response_class=FileResponse, include_in_schema=False)
+async def viewer_page() -> FileResponse:
+    """The viewer page: ``?file=<glb>``, ``?ifc=<ifc>`` or ``?job=<id>``; it asks for the API key."""
+    return FileResponse(_STATIC / "index.html", media_type="text/html")
+
+
+@router.get("/viewer/{asset}", response_class=FileResponse, include_in_schema=False)
+async def viewer_asset(asset: str) -> FileResponse:
+    """The viewer's own scripts (ES modules) and style sheet."""
+    if asset not in _VIEWER_ASSETS:
+        raise HTTPException(404, "no such asset")
+    return static_file(_VIEWER_ASSETS[asset])
+
+
+@router.get("/vendor/{path:path}", response_class=FileResponse, include_in_schema=False)
+async def vendor_file(path: str) -> FileResponse:
+    """three.js, Swagger UI and ReDoc, served by the gateway so nothing comes from a CDN."""
+    if path not in _VENDOR_FILES:
+        raise HTTPException(404, "no such file")
+    return static_file(_VENDOR_FILES[path])
+
+
+def _ifc_path(settings_dir: Path, file: str) -> Path:
+    try:
+        rel = resolve_input(settings_dir, check_relative_path(file))
+    except ValueError as exc:
+        raise HTTPException(422, [{"loc": ["query", "file"], "msg": str(exc), "type": "value_error"}]) from None
+    if rel is None:
+        raise HTTPException(404, f"file {file!r} not found")
+    return Path(data_root(settings_dir)) / rel
+
+
+@router.get("/viewer-api/elements")
+async def elements(file: FilePath, settings: SettingsDep, _: ApiKeyDep) -> dict[str, Any]:
+    """Class, name and storey of every element of an IFC file, by GlobalId, and its storeys by elevation."""
+    path = _ifc_path(settings.data_dir, file)
+    index = await asyncio.to_thread(_INDEXES.get, path)
+    return index.summary()
+
+
+@router.get("/viewer-api/properties")
+async def properties(
+    file: FilePath, global_id: Annotated[str, Query(min_length=22, max_length=22)], settings: SettingsDep, _: ApiKeyDep
+) -> dict[str, Any]:
+    """One element's property and quantity sets (the picked element's details in the viewer)."""
+    path = _ifc_path(settings.data_dir, file)
+    index = await asyncio.to_thread(_INDEXES.get, path)
+    if global_id not in index.elements:
+        raise HTTPException(404, f"no element {global_id} in {file}")
+    psets = await asyncio.to_thread(index.property_sets, global_id)
+    return {"global_id": global_id, **index.elements[global_id], "property_sets": psets}
