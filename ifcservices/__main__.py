@@ -10,6 +10,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from contracts.operations import SERVICES
+from ifcservices.limits import JobLimits
 from settings import load_settings_or_exit
 from settings.logging import configure_logging
 
@@ -34,17 +35,23 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(settings.log_level, settings.log_json)
     data_dir: Path = args.data_dir or settings.data_dir
     concurrency: int = settings.service_concurrency if args.concurrency is None else args.concurrency
+    limits = JobLimits(
+        memory_bytes=settings.service_memory_limit,
+        cpu_seconds=settings.service_cpu_seconds,
+        cpu_seconds_per_mib=settings.service_cpu_seconds_per_mib,
+        memory_budget=settings.service_memory_budget,
+    )
 
     app: FastAPI
     if args.tool == ALL:
         from ifcservices.combined import create_combined_app
 
-        app = create_combined_app(data_dir=data_dir, concurrency=concurrency)
+        app = create_combined_app(data_dir=data_dir, concurrency=concurrency, limits=limits)
         host, port = args.host or "127.0.0.1", args.port or DEFAULT_ALL_PORT
     else:
         from ifcservices.app import create_service_app
 
-        app = create_service_app(args.tool, data_dir=data_dir, concurrency=concurrency)
+        app = create_service_app(args.tool, data_dir=data_dir, concurrency=concurrency, limits=limits)
         url = urlsplit(settings.service_url(args.tool))
         host, port = args.host or "127.0.0.1", args.port or url.port or 80
 

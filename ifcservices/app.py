@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from contracts.operations import OPERATIONS, Operation
 from contracts.wire import JOB_ID_HEADER, NDJSON, REQUEST_ID_HEADER, ErrorBody, ErrorInfo
 from ifcservices.errors import Busy, ServiceError
+from ifcservices.limits import JobLimits
 from ifcservices.responses import Event, error_response, json_answer, ndjson_lines, wants_ndjson
 from ifcservices.runner import warm_up
 from ifcservices.service import ServiceRuntime
@@ -38,14 +39,16 @@ def _operation_route(runtime: ServiceRuntime, op: Operation) -> Callable[[Reques
         except ServiceError as error:
             bound.info("request refused", status=error.status_code, error=error.message)
             return error_response(service, error)
-        if not runtime.limiter.try_acquire():
-            bound.info("busy", active=runtime.limiter.active, capacity=runtime.limiter.capacity)
-            return error_response(service, Busy(f"{service} is busy: all {runtime.limiter.capacity} slots are taken"))
+        try:
+            ticket = runtime.admit(op, parsed)
+        except Busy as busy:
+            bound.info("busy", active=runtime.limiter.active, capacity=runtime.limiter.capacity, reason=busy.message)
+            return error_response(service, busy)
 
         started = time.monotonic()
         events: asyncio.Queue[Event] | None = asyncio.Queue() if wants_ndjson(request) else None
         on_progress = None if events is None else (lambda percent, phase: events.put_nowait((percent, phase)))
-        task = asyncio.create_task(runtime.execute(op, parsed, on_progress))
+        task = asyncio.create_task(runtime.execute(op, parsed, on_progress, ticket))
 
         def finished(done: asyncio.Task[bytes]) -> None:
             outcome = "cancelled" if done.cancelled() else "ok" if done.exception() is None else "error"
@@ -100,9 +103,11 @@ async def runtimes_lifespan(runtimes: list[ServiceRuntime]) -> AsyncIterator[Non
             await asyncio.to_thread(runtime.runner.kill_all)
 
 
-def create_service_app(service: str, *, data_dir: Path, concurrency: int = 0) -> FastAPI:
+def create_service_app(
+    service: str, *, data_dir: Path, concurrency: int = 0, limits: JobLimits | None = None
+) -> FastAPI:
     """The FastAPI app of ``service`` (one of ``contracts.operations.SERVICES``)."""
-    runtime = ServiceRuntime(service, data_dir=data_dir, concurrency=concurrency)
+    runtime = ServiceRuntime(service, data_dir=data_dir, concurrency=concurrency, limits=limits)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -25,7 +25,9 @@ from ifcservices import testhooks
 from ifcservices.confine import resolve
 from ifcservices.context import TaskContext
 from ifcservices.errors import ServiceError
+from ifcservices.limits import apply_in_child, is_out_of_memory_error, memory_message
 from ifcservices.progress import PipeProgress
+from ifcservices.staging import list_staging_in
 from ifcservices.tools import TOOLS, main_input
 
 RESULT_FILE = "result.json"
@@ -41,6 +43,9 @@ class ChildJob:
     data_dir: str
     workdir: str
     threads: int
+    # Limits of this child (``ifcservices.limits``): bytes of address space, seconds of CPU; 0 is none.
+    memory_limit: int = 0
+    cpu_limit: int = 0
 
 
 def _finite(value: Any) -> Any:
@@ -89,10 +94,19 @@ def _error(error_type: str, message: str, status_code: int) -> dict[str, Any]:
     return {"type": error_type, "message": message, "status_code": status_code}
 
 
+def _out_of_memory(job: ChildJob, verb: str, subject: str) -> dict[str, Any]:
+    if job.memory_limit > 0:
+        # The model asks for more than a job may have: retrying will not help, hence 422.
+        return _error("limit_exceeded", f"stopped {verb} {subject}: {memory_message(job.memory_limit)}", 422)
+    return _error("crashed", f"ifcopenshell ran out of memory while {verb} {subject}", 500)
+
+
 def child_main(job: ChildJob, conn: Connection) -> None:
     """Entry point of the child process (runs in a fork of the service's fork server)."""
+    apply_in_child(job.memory_limit, job.cpu_limit)
     _silence_stdout()
     workdir = Path(job.workdir)
+    list_staging_in(workdir)  # a kill skips our clean-up: the service removes what is listed there
     op = Operation(job.operation)
     tool = TOOLS[op]
     progress = PipeProgress(conn)
@@ -111,11 +125,14 @@ def child_main(job: ChildJob, conn: Connection) -> None:
     except ServiceError as exc:
         _write_json(workdir, ERROR_FILE, _error(exc.error_type, exc.message, exc.status_code))
     except MemoryError:
-        message = f"ifcopenshell ran out of memory while {tool.verb} {subject}"
-        _write_json(workdir, ERROR_FILE, _error("crashed", message, 500))
+        _write_json(workdir, ERROR_FILE, _out_of_memory(job, tool.verb, subject))
     except Exception as exc:
         _log_failure(op.value, subject)
-        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        _write_json(workdir, ERROR_FILE, _error("processing_failed", f"{op.value} failed on {subject}: {detail}", 500))
+        if is_out_of_memory_error(exc):
+            _write_json(workdir, ERROR_FILE, _out_of_memory(job, tool.verb, subject))
+        else:
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            message = f"{op.value} failed on {subject}: {detail}"
+            _write_json(workdir, ERROR_FILE, _error("processing_failed", message, 500))
     finally:
         conn.close()

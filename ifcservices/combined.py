@@ -10,15 +10,18 @@ from fastapi import FastAPI
 
 from contracts.operations import SERVICES
 from ifcservices.app import create_service_app, install_error_handlers, runtimes_lifespan
+from ifcservices.limits import JobLimits
 from ifcservices.service import ServiceRuntime
 
 
-def create_combined_app(*, data_dir: Path, concurrency: int = 0) -> FastAPI:
+def create_combined_app(*, data_dir: Path, concurrency: int = 0, limits: JobLimits | None = None) -> FastAPI:
     """One app mounting each service's app at ``/<service>``; ``GET /health`` reports them all.
 
     With it on port P, ``IFCFLOW_IFCCONVERT_URL=http://host:P/ifcconvert`` and so on.
     """
-    apps = {name: create_service_app(name, data_dir=data_dir, concurrency=concurrency) for name in SERVICES}
+    apps = {
+        name: create_service_app(name, data_dir=data_dir, concurrency=concurrency, limits=limits) for name in SERVICES
+    }
     runtimes: list[ServiceRuntime] = [sub.state.runtime for sub in apps.values()]
 
     # Starlette does not run the lifespan of mounted apps: the parent runs theirs.

@@ -22,7 +22,7 @@ class TaskContext:
 
     data_dir: Path
     progress: ProgressFn = _no_progress
-    # Geometry threads this task may use: the cores divided among the service's concurrent tasks.
+    # Geometry threads this task may use: the cores of the service's slots free when it started.
     threads: int = 1
     output_files: list[str] = field(default_factory=list)
 

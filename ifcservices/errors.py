@@ -55,3 +55,17 @@ class ProcessingFailed(ServiceError):
 
     status_code = 500
     error_type = "processing_failed"
+
+
+class LimitExceeded(ServiceError):
+    """The child used up its memory or CPU budget (``ifcservices.limits``): the model asks for more than
+    a job may have, so retrying will not help (422)."""
+
+    status_code = 422
+    error_type = "limit_exceeded"
+
+
+class NothingProcessed(BadInput):
+    """Every element of the model failed in the tool: skipping them would leave an empty result."""
+
+    error_type = "nothing_processed"

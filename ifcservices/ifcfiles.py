@@ -37,6 +37,19 @@ def _first_parser_error() -> str:
     return ""
 
 
+def supported_schemas() -> list[str]:
+    """The IFC schemas this ifcopenshell build reads (0.9: IFC2X3, IFC4, IFC4X3_ADD2)."""
+    names = wrapper.schema_names()
+    return [str(name) for name in names if str(name).upper().startswith("IFC")]
+
+
+def _unsupported(relative: str, error: ifcopenshell.SchemaError) -> BadInput:
+    # ifcopenshell says "Unsupported schema: IFC2X_FINAL": a readable file in a schema it has no
+    # definitions for, which is not the same as a file that is no IFC at all.
+    schema = str(error).rpartition(":")[2].strip() or "its schema"
+    return BadInput(f"{relative}: {schema} is not supported; supported: {', '.join(supported_schemas())}")
+
+
 def open_ifc(path: Path, relative: str) -> ifcopenshell.file:
     """Open ``path`` or raise ``BadInput`` naming ``relative`` and the parser's own message."""
     if path.stat().st_size == 0:
@@ -44,6 +57,8 @@ def open_ifc(path: Path, relative: str) -> ifcopenshell.file:
     parser_log()  # drop earlier messages so the next error belongs to this file
     try:
         model = ifcopenshell.open(os.fspath(path))
+    except ifcopenshell.SchemaError as exc:
+        raise _unsupported(relative, exc) from None
     except (ifcopenshell.Error, OSError, RuntimeError, ValueError) as exc:
         raise BadInput(f"{relative} is not a valid IFC file: {exc}") from None
     if not isinstance(model, ifcopenshell.file):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import multiprocessing
 import multiprocessing.forkserver
@@ -25,7 +26,10 @@ from pathlib import Path
 import structlog
 
 from ifcservices.child import ERROR_FILE, RESULT_FILE, ChildJob, child_main
-from ifcservices.errors import Crashed, ServiceError
+from ifcservices.errors import Crashed, LimitExceeded, ServiceError
+from ifcservices.limits import NEAR_MEMORY_LIMIT, cpu_message, memory_message
+from ifcservices.staging import remove_listed
+from ifcservices.usage import ChildUsage
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -34,6 +38,9 @@ log = structlog.get_logger("ifcservices.runner")
 _CONTEXT = multiprocessing.get_context("forkserver")
 _preload: set[str] = {"ifcservices.child", "ifcopenshell", "ifcopenshell.geom"}
 _KILL_GRACE = 5.0
+# How often the service samples a child's memory and CPU: often enough that the last sample before a
+# limit kills it is close to the limit, cheap enough (two /proc reads) to do for every child.
+_SAMPLE_SECONDS = 0.2
 # A fork-server child's exit status is one message on its sentinel, read by whoever polls first; and
 # Process.start() polls every earlier child. Unserialized, two threads could race for the message and
 # one would see a bogus exit code 255 instead of the signal that killed the child.
@@ -85,7 +92,7 @@ class ProcessRunner:
         the call kills the child.
         """
         workdir = Path(tempfile.mkdtemp(prefix="ifcservices-job-"))
-        job = ChildJob(job.operation, job.request, job.data_dir, str(workdir), job.threads)
+        job = dataclasses.replace(job, workdir=str(workdir))
         reader, writer = _CONTEXT.Pipe(duplex=False)
         process = _CONTEXT.Process(target=child_main, args=(job, writer), name=f"ifcservices-{job.operation}")
         process.daemon = True
@@ -100,19 +107,31 @@ class ProcessRunner:
                 raise
             self._children.add(process)
             writer.close()
-            await self._wait(process, reader, on_progress)
-            return await asyncio.to_thread(self._outcome, process, workdir, crash_subject)
+            usage = ChildUsage(process.pid or 0)
+            await self._wait(process, reader, on_progress, usage)
+            return await asyncio.to_thread(self._outcome, process, workdir, crash_subject, job, usage)
         finally:
             self._children.discard(process)
             reader.close()
             with contextlib.suppress(OSError):
                 writer.close()
+            # A killed child (abort, timeout, crash) left its staging folders in output/: ours to remove.
+            if removed := remove_listed(workdir, Path(job.data_dir)):
+                log.info("staging removed", pid=process.pid, folders=[str(p) for p in removed])
             shutil.rmtree(workdir, ignore_errors=True)
 
-    async def _wait(self, process: BaseProcess, reader: Connection, on_progress: ProgressCallback | None) -> None:
+    async def _wait(
+        self, process: BaseProcess, reader: Connection, on_progress: ProgressCallback | None, usage: ChildUsage
+    ) -> None:
         loop = asyncio.get_running_loop()
         exited: asyncio.Future[None] = loop.create_future()
         pipe_fd = reader.fileno()
+        sampler: asyncio.TimerHandle | None = None
+
+        def sample() -> None:
+            nonlocal sampler
+            usage.sample()
+            sampler = loop.call_later(_SAMPLE_SECONDS, sample)
 
         def drain() -> None:
             try:
@@ -129,12 +148,15 @@ class ProcessRunner:
 
         loop.add_reader(pipe_fd, drain)
         loop.add_reader(process.sentinel, on_exit)
+        sample()
         try:
             await exited
         except asyncio.CancelledError:
             await asyncio.to_thread(self._kill, process, "request cancelled")
             raise
         finally:
+            if sampler is not None:
+                sampler.cancel()
             loop.remove_reader(process.sentinel)
             loop.remove_reader(pipe_fd)
         drain()
@@ -152,14 +174,21 @@ class ProcessRunner:
         _reap(process, _KILL_GRACE)
 
     @staticmethod
-    def _outcome(process: BaseProcess, workdir: Path, crash_subject: str) -> bytes:
+    def _outcome(process: BaseProcess, workdir: Path, crash_subject: str, job: ChildJob, usage: ChildUsage) -> bytes:
         _reap(process)
         code = process.exitcode
         result, error = workdir / RESULT_FILE, workdir / ERROR_FILE
+        # What each job took, for tuning the limits and the admission estimates to real models.
+        log.info("child ended", pid=process.pid, operation=job.operation, exit_code=code,
+                 cpu_seconds=round(usage.cpu_seconds, 2), grown_bytes=usage.grown)
         if code == 0 and result.exists():
             return result.read_bytes()
         if code == 0 and error.exists():
             raise _error_from_file(error)
+        if (limit := _limit_hit(code, job, usage)) is not None:
+            log.warning("child stopped by a limit", pid=process.pid, limit=limit, subject=crash_subject,
+                        cpu_seconds=round(usage.cpu_seconds, 1), grown_bytes=usage.grown)
+            raise LimitExceeded(f"stopped {crash_subject}: {limit}")
         if code is not None and code < 0:
             log.warning("child crashed", pid=process.pid, signal=_signal_name(-code), subject=crash_subject)
             raise Crashed(f"ifcopenshell crashed while {crash_subject}: signal {-code}")
@@ -170,6 +199,17 @@ class ProcessRunner:
         """Kill every running child (service shutdown): their requests fail, nothing is left behind."""
         for process in list(self._children):
             self._kill(process, "service shutting down")
+
+
+def _limit_hit(code: int | None, job: ChildJob, usage: ChildUsage) -> str | None:
+    """Which limit ended a child that left no result, if one did (``None``: a plain crash)."""
+    # SIGXCPU at the soft limit; SIGKILL at the hard one (a child that survived SIGXCPU) has the time too.
+    out_of_cpu = code == -signal.SIGXCPU or (code == -signal.SIGKILL and usage.cpu_seconds >= job.cpu_limit)
+    if job.cpu_limit > 0 and out_of_cpu:
+        return cpu_message(job.cpu_limit)
+    if job.memory_limit > 0 and usage.grown >= NEAR_MEMORY_LIMIT * job.memory_limit:
+        return memory_message(job.memory_limit)
+    return None
 
 
 def _error_from_file(path: Path) -> ServiceError:

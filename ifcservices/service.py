@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from pathlib import Path
 
@@ -12,11 +13,14 @@ import structlog
 from pydantic import ValidationError
 
 from contracts.operations import Operation
+from contracts.paths import PathRole, path_fields
 from contracts.requests import REQUEST_MODELS, OperationRequest
+from ifcservices.admission import MemoryAdmission, estimate
 from ifcservices.child import ChildJob
-from ifcservices.confine import check_request_paths
-from ifcservices.errors import BadInput
+from ifcservices.confine import check_request_paths, resolve
+from ifcservices.errors import BadInput, Busy
 from ifcservices.limiter import SlotLimiter
+from ifcservices.limits import JobLimits
 from ifcservices.runner import ProcessRunner, add_preload
 from ifcservices.tools import TOOLS, main_input, modules_of, operations_of
 
@@ -24,6 +28,36 @@ log = structlog.get_logger("ifcservices.service")
 
 # Seconds a busy service asks the worker to wait: long enough not to hammer, short next to a job.
 RETRY_AFTER_SECONDS = 5
+
+
+def input_bytes(request: OperationRequest, data_dir: Path) -> int:
+    """The size of a request's input files together (what its CPU budget grows with)."""
+    total = 0
+    for _loc, role, owner, name in path_fields(request):
+        if role is PathRole.input:
+            try:
+                total += resolve(data_dir, getattr(owner, name)).stat().st_size
+            except OSError:
+                continue  # checked at parse time; gone since, the child reports it
+    return total
+
+
+def threads_for(cores: int, capacity: int, free_slots: int) -> int:
+    """Geometry threads of a job starting with ``free_slots`` slots free, its own included: the cores
+    of those slots, so a lone job uses every core and jobs started together share them."""
+    return max(1, cores * free_slots // capacity)
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """A job admitted: its slot, and the bytes of the memory budget it reserved."""
+
+    input_bytes: int
+    reserved: int
+
+
+def _gib(size: int) -> str:
+    return f"{size / 1024**3:.1f} GiB"
 
 
 def _explain(error: ValidationError) -> str:
@@ -38,16 +72,18 @@ def _explain(error: ValidationError) -> str:
 class ServiceRuntime:
     """What the routes of one service share; ``concurrency`` 0 means one slot per CPU core."""
 
-    def __init__(self, service: str, *, data_dir: Path, concurrency: int = 0) -> None:
+    def __init__(
+        self, service: str, *, data_dir: Path, concurrency: int = 0, limits: JobLimits | None = None
+    ) -> None:
         self.service = service
         self.data_dir = data_dir
         self.operations = operations_of(service)
         if not self.operations:
             raise ValueError(f"unknown service {service!r}")
-        cores = os.cpu_count() or 1
-        self.limiter = SlotLimiter(concurrency or cores)
-        # Geometry threads per child: together the children use the cores, not cores x slots.
-        self.threads = max(1, cores // self.limiter.capacity)
+        self.cores = os.cpu_count() or 1
+        self.limiter = SlotLimiter(concurrency or self.cores)
+        self.limits = limits or JobLimits()
+        self.memory = MemoryAdmission(self.limits.memory_budget)
         self.runner = ProcessRunner()
         add_preload(modules_of(service))
 
@@ -66,22 +102,46 @@ class ServiceRuntime:
         check_request_paths(request, self.data_dir)
         return request
 
+    def admit(self, op: Operation, request: OperationRequest) -> Ticket:
+        """Take a slot and the job's expected memory, or raise ``Busy`` (503) saying which is short."""
+        if not self.limiter.try_acquire():
+            raise Busy(f"{self.service} is busy: all {self.limiter.capacity} slots are taken")
+        size = input_bytes(request, self.data_dir)
+        expected = estimate(op, size, self.limits.memory_bytes)
+        if not self.memory.try_reserve(expected):
+            self.limiter.release()
+            raise Busy(
+                f"{self.service} is busy: {_gib(self.memory.reserved)} of its {_gib(self.memory.budget)} memory budget "
+                f"is reserved by running jobs; this one needs about {_gib(expected)}"
+            )
+        return Ticket(input_bytes=size, reserved=expected)
+
     async def execute(
-        self, op: Operation, request: OperationRequest, on_progress: Callable[[float, str], None] | None
+        self,
+        op: Operation,
+        request: OperationRequest,
+        on_progress: Callable[[float, str], None] | None,
+        ticket: Ticket,
     ) -> bytes:
-        """Run ``request`` in a child process; the caller holds a slot, which this releases."""
+        """Run ``request`` in a child process; ``ticket`` (from ``admit``) is released at the end."""
         try:
+            # Decided once, at the start: the slots free now (this job's own included) are its cores.
+            free = self.limiter.capacity - self.limiter.active + 1
+            threads = threads_for(self.cores, self.limiter.capacity, free)
             job = ChildJob(
                 operation=op.value,
                 request=request.model_dump(mode="json", by_alias=True),
                 data_dir=str(self.data_dir),
                 workdir="",
-                threads=self.threads,
+                threads=threads,
+                memory_limit=self.limits.memory_bytes,
+                cpu_limit=self.limits.cpu_budget(ticket.input_bytes),
             )
             subject = f"{TOOLS[op].verb} {main_input(op, request)}"
             return await self.runner.run(job, crash_subject=subject, on_progress=on_progress)
         finally:
             self.limiter.release()
+            self.memory.release(ticket.reserved)
 
     def health(self) -> dict[str, object]:
         return {
@@ -90,5 +150,14 @@ class ServiceRuntime:
             "operations": [op.value for op in self.operations],
             "capacity": self.limiter.capacity,
             "active": self.limiter.active,
+            "limits": {
+                "memory_bytes": self.limits.memory_bytes,
+                "cpu_seconds": self.limits.cpu_seconds,
+                "cpu_seconds_per_mib": self.limits.cpu_seconds_per_mib,
+            },
+            # With a budget, fewer than ``capacity`` jobs may run at once: the fleet still sends up to
+            # ``capacity`` calls (its slot count), and waits out the 503 busy answers past the budget.
+            "memory_budget_bytes": self.memory.budget,
+            "memory_reserved_bytes": self.memory.reserved,
             "ifcopenshell": package_version("ifcopenshell"),
         }

@@ -28,6 +28,9 @@ TOOLS: dict[Operation, Tool] = {
     Operation.ifcdiff: Tool("ifcservices.tools.diff", "diffing", "old_file"),
     Operation.ifc2json: Tool("ifcservices.tools.tojson", "converting", "filename"),
     Operation.calculate_qtos: Tool("ifcservices.tools.qto", "calculating quantities of", "input_file"),
+    Operation.ifcpatch: Tool("ifcservices.tools.patch", "patching", "input_file"),
+    Operation.ifcpatch_recipes: Tool("ifcservices.tools.patch_recipes", "listing", "recipes"),
+    Operation.download_from_url: Tool("ifcservices.tools.fetch", "downloading", "url"),
 }
 
 
@@ -42,7 +45,7 @@ def modules_of(service: str) -> list[str]:
 
 def main_input(op: Operation, request: BaseModel) -> str:
     """The input file a crash message names: the one the operation is mostly about."""
-    value = getattr(request, TOOLS[op].main_input)
+    value = getattr(request, TOOLS[op].main_input, TOOLS[op].main_input)  # a listing has no input: its name
     if isinstance(value, str):
         return value
     # Clash sets: the first file of the first set, the others are usually its federated neighbours.

@@ -10,10 +10,14 @@ from typing import Any
 
 from ifcclash.ifcclash import Clasher, ClashSettings
 
+from contracts.operations import Operation
 from contracts.requests import ClashMode, IfcClashRequest
 from ifcservices.context import TaskContext
 from ifcservices.errors import BadInput
 from ifcservices.ifcfiles import open_ifc
+from ifcservices.skipped import fail_if_nothing_done
+from ifcservices.tools import main_input
+from ifcservices.tools.clash_geometry import ReportingClasher
 from ifcservices.tools.grouping import cluster
 
 
@@ -64,14 +68,23 @@ def _smart_groups(name: str, pairs: list[dict[str, Any]], max_distance: float) -
     }
 
 
+def _write_bcf(clasher: Clasher, sets: list[dict[str, Any]], output: Path) -> None:
+    """BCF-XML 2.1 by ifcclash's own exporter: a topic per clash, with a viewpoint at the clash point
+    showing both elements; one file per clash set (the second is ``<name>.1``, as ifcclash names them)."""
+    clasher.clash_sets = sets
+    clasher.settings.output = os.fspath(output)
+    clasher.export_bcfxml()
+
+
 def run(request: IfcClashRequest, ctx: TaskContext) -> dict[str, Any]:
-    """Run every clash set; write ifcclash's JSON (clash sets with their clashes) to the output."""
+    """Run every clash set; write ifcclash's JSON (clash sets with their clashes) to the output, or
+    BCF-XML when its name ends in .bcf, as ifcclash's own export chooses."""
     if request.mode is ClashMode.clearance and request.clearance <= 0:
         raise BadInput("clearance mode needs a clearance greater than 0")
     settings = ClashSettings()
     settings.logger = logging.getLogger("ifcclash")
     settings.logger.setLevel(logging.WARNING)
-    clasher = Clasher(settings)
+    clasher = ReportingClasher(settings, ctx.threads)
     names: dict[str, str] = {}  # resolved path -> the request's name for it
     sets = [_clash_set(request, i, ctx, names) for i in range(len(request.clash_sets))]
 
@@ -90,8 +103,12 @@ def run(request: IfcClashRequest, ctx: TaskContext) -> dict[str, Any]:
             summary["smart_groups"] = _smart_groups(clash_set["name"], pairs, request.max_cluster_distance)
         summaries.append(summary)
 
+    fail_if_nothing_done(f"ifcclash of {main_input(Operation.ifcclash, request)}", len(clasher.attempted),
+                         clasher.skipped)
     ctx.progress(96, "writing results")
     with ctx.output(request.output_filename) as output:
+        if output.suffix.lower() == ".bcf":
+            _write_bcf(clasher, sets, output)
         for clash_set in sets:
             for source in clash_set["a"] + clash_set["b"]:
                 source.pop("ifc", None)
@@ -101,10 +118,13 @@ def run(request: IfcClashRequest, ctx: TaskContext) -> dict[str, Any]:
             dict(s, **({"smart_groups": m["smart_groups"]} if "smart_groups" in m else {}))
             for s, m in zip(sets, summaries, strict=True)
         ]
-        output.write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
+        if output.suffix.lower() != ".bcf":
+            output.write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
 
     return {
         "output_files": ctx.output_files,
         "clash_count": sum(s["clash_count"] for s in summaries),
         "clash_sets": summaries,
+        # Elements left out of the clash test: no geometry, or a shape the tree refused.
+        "skipped_elements": clasher.skipped.as_result(),
     }

@@ -3,6 +3,7 @@ as IfcConvert does: one geometry iterator feeding one serializer chosen by the o
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -14,7 +15,9 @@ import ifcopenshell.ifcopenshell_wrapper as wrapper
 from contracts.requests import IfcConvertRequest
 from ifcservices.context import TaskContext
 from ifcservices.errors import BadInput
-from ifcservices.ifcfiles import check_classes, open_ifc, parser_log
+from ifcservices.ifcfiles import open_ifc, parser_log
+from ifcservices.skipped import fail_if_nothing_done
+from ifcservices.tools import convert_options, geometry_report
 
 # Output extension -> serializer name in ifcopenshell.geom.serializers (0.9 ships these plug-ins).
 SERIALIZERS = {
@@ -28,8 +31,7 @@ SERIALIZERS = {
     "svg": "svg",
     "ttl": "ttl",
 }
-# IfcConvert's default: spaces and openings are not part of the visible model.
-DEFAULT_EXCLUDE = ["IfcSpace", "IfcOpeningElement"]
+DEFAULT_EXCLUDE = convert_options.DEFAULT_EXCLUDE
 
 
 def geometry_settings(request: IfcConvertRequest) -> tuple[ifcopenshell.geom.settings, list[str]]:
@@ -49,8 +51,8 @@ def geometry_settings(request: IfcConvertRequest) -> tuple[ifcopenshell.geom.set
     settings.set("reorient-shells", request.sew_shells)
     if request.bounds:
         settings.set("bounds", request.bounds)
-    ignored = ["merge_boolean_operands"] if request.merge_boolean_operands else []
-    return settings, ignored
+    convert_options.apply_flags(request, settings)  # IfcConvert's other flags, those given
+    return settings, convert_options.ignored(request)
 
 
 def _serializer(output: Path, settings: ifcopenshell.geom.settings) -> Any:
@@ -61,20 +63,13 @@ def _serializer(output: Path, settings: ifcopenshell.geom.settings) -> Any:
     return factory(os.fspath(output), settings)
 
 
-def _filters(model: ifcopenshell.file, request: IfcConvertRequest) -> dict[str, list[str]]:
-    if request.include and request.exclude:
-        raise BadInput("include and exclude cannot both be given")
-    if request.include:
-        check_classes(model, request.include, "include")
-        return {"include": request.include}
-    exclude = DEFAULT_EXCLUDE if request.exclude is None else request.exclude
-    check_classes(model, exclude, "exclude")
-    return {"exclude": exclude} if exclude else {}
-
-
-def _write_log(ctx: TaskContext, relative: str, lines: list[str]) -> None:
+def _write_log(ctx: TaskContext, relative: str, lines: list[str], fmt: str | None) -> None:
     with ctx.output(relative) as path:
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        if fmt == "json":  # IfcConvert's --log-format json: one JSON object per line
+            text = "".join(json.dumps({"message": line}) + "\n" for line in lines)
+        else:
+            text = "\n".join(lines) + "\n"
+        path.write_text(text, encoding="utf-8")
 
 
 def run(request: IfcConvertRequest, ctx: TaskContext) -> dict[str, Any]:
@@ -83,12 +78,16 @@ def run(request: IfcConvertRequest, ctx: TaskContext) -> dict[str, Any]:
     if suffix not in SERIALIZERS:
         raise BadInput(f"output_filename: ifcopenshell 0.9 has no serializer for .{suffix}")
     ctx.progress(1, "opening model")
-    model = open_ifc(ctx.input(request.input_filename), request.input_filename)
+    source = ctx.input(request.input_filename)
+    model = open_ifc(source, request.input_filename)
     settings, ignored = geometry_settings(request)
-    filters = _filters(model, request)
+    filters = convert_options.filters(model, request)
+    library = convert_options.geometry_library(request)
     parser_log()  # start the conversion log afresh
 
     count = 0
+    yielded: set[int] = set()
+    empty: set[int] = set()
     with ctx.output(request.output_filename) as output:
         serializer = _serializer(output, settings)
         if not serializer.isTesselated():
@@ -97,10 +96,17 @@ def run(request: IfcConvertRequest, ctx: TaskContext) -> dict[str, Any]:
         serializer.setFile(model)
         serializer.writeHeader()
         ctx.progress(5, "creating geometry")
-        iterator = ifcopenshell.geom.iterator(settings, model, ctx.threads, **filters)  # type: ignore[arg-type]
+        threads = convert_options.threads(request, ctx.threads)
+        iterator = ifcopenshell.geom.iterator(
+            settings, model, threads, geometry_library=library, **filters,  # type: ignore[arg-type]
+        )
         if iterator.initialize():
             while True:
-                serializer.write(iterator.get())  # type: ignore[no-untyped-call]
+                shape = iterator.get()  # type: ignore[no-untyped-call]
+                serializer.write(shape)
+                yielded.add(shape.id)
+                if geometry_report.is_empty(shape):
+                    empty.add(shape.id)
                 count += 1
                 ctx.progress(5 + 0.9 * iterator.progress(), "creating geometry")
                 if not iterator.next():
@@ -109,19 +115,27 @@ def run(request: IfcConvertRequest, ctx: TaskContext) -> dict[str, Any]:
         serializer.finalize()
         del serializer  # closes the file before it is renamed into place
         size = output.stat().st_size
+    expected = geometry_report.expected_elements(model, filters)
+    missing = geometry_report.without_geometry(settings, expected, yielded, empty)
+    if request.model:  # a plan of curves may rightly find none in a model of solids
+        fail_if_nothing_done(f"ifcconvert of {request.input_filename}", len(expected), missing)
 
     if request.log_file:
-        lines = [f"converted {count} elements of {request.input_filename} to {request.output_filename}"]
-        if ignored:
-            lines.append(f"ignored (not in ifcopenshell 0.9): {', '.join(ignored)}")
+        lines = [] if request.quiet else [
+            f"converted {count} elements of {request.input_filename} to {request.output_filename}"
+        ]
+        lines += [f"ignored {name}: {convert_options.WHY_IGNORED[name]}" for name in ignored]
         log_text = parser_log().strip()
-        lines.extend(log_text.splitlines() if request.verbose else [])
-        _write_log(ctx, request.log_file, lines)
+        lines.extend(log_text.splitlines() if request.verbose and not request.quiet else [])
+        _write_log(ctx, request.log_file, lines, request.log_format)
 
     return {
         "output_files": ctx.output_files,
         "format": suffix,
         "size_bytes": size,
-        "element_count": count,
+        "input_size_bytes": source.stat().st_size,
+        "element_count": count - len(empty),
+        "elements_without_geometry": missing.as_result(),
         "ignored_options": ignored,
+        "threads": threads,  # geometry threads: the service's free cores when the job started
     }

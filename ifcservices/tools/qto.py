@@ -12,6 +12,7 @@ from ifc5d import qto
 from contracts.requests import IfcQtoRequest
 from ifcservices.context import TaskContext
 from ifcservices.ifcfiles import open_ifc
+from ifcservices.skipped import Skipped, error_text, fail_if_nothing_done, isolate
 
 
 def rule_set(model: ifcopenshell.file) -> str:
@@ -35,17 +36,41 @@ def _summary(results: dict[Any, dict[str, dict[str, float]]]) -> dict[str, dict[
     return summary
 
 
+def _quantify(model: ifcopenshell.file, elements: list[Any], rules: str, skipped: Skipped) -> dict[Any, Any]:
+    """ifc5d's quantities of ``elements``; an element that makes ifc5d raise (e.g. "zero-size array to
+    reduction operation maximum" for a wall its openings cut away) is skipped, the others are kept."""
+    results: dict[Any, Any] = {}
+    for part in isolate(elements, lambda batch: qto.quantify(model, set(batch), qto.rules[rules]), skipped):
+        results.update(part)
+    return results
+
+
+def _write_qtos(model: ifcopenshell.file, results: dict[Any, Any], skipped: Skipped) -> dict[Any, Any]:
+    written: dict[Any, Any] = {}
+    for element, sets in results.items():
+        try:
+            qto.edit_qtos(model, {element: sets})
+        except Exception as exc:  # a value ifcopenshell.api refuses (NaN, wrong type): that element only
+            skipped.add(element, error_text(exc))
+        else:
+            written[element] = sets
+    return written
+
+
 def run(request: IfcQtoRequest, ctx: TaskContext) -> dict[str, Any]:
     """Quantify every element (and space) the rules cover and save the model with its quantity sets."""
     assert request.output_file is not None  # the model fills in its default
     ctx.progress(1, "opening model")
     model = open_ifc(ctx.input(request.input_file), request.input_file)
     rules = rule_set(model)
-    elements = set(model.by_type("IfcElement")) | set(model.by_type("IfcSpace"))
+    elements = sorted(set(model.by_type("IfcElement")) | set(model.by_type("IfcSpace")), key=lambda e: e.id())
     ctx.progress(10, f"calculating quantities of {len(elements)} elements")
-    results = qto.quantify(model, elements, qto.rules[rules])
+    skipped = Skipped()
+    results = _quantify(model, elements, rules, skipped)
+    fail_if_nothing_done(f"calculate-qtos of {request.input_file}", len(elements), skipped)
     ctx.progress(80, "writing quantity sets")
-    qto.edit_qtos(model, results)
+    results = _write_qtos(model, results, skipped)
+    fail_if_nothing_done(f"calculate-qtos of {request.input_file}", len(elements), skipped)
     with ctx.output(request.output_file) as output:
         model.write(os.fspath(output))
     summary = _summary(results)
@@ -54,4 +79,5 @@ def run(request: IfcQtoRequest, ctx: TaskContext) -> dict[str, Any]:
         "rule_set": rules,
         "elements_quantified": sum(1 for sets in results.values() if any(sets.values())),
         "quantity_sets": summary,
+        "skipped_elements": skipped.as_result(),
     }

@@ -16,6 +16,8 @@ import ifcopenshell.util.element
 from contracts.requests import IFC2JSONRequest
 from ifcservices.context import TaskContext
 from ifcservices.ifcfiles import open_ifc
+from ifcservices.limits import is_out_of_memory_error
+from ifcservices.skipped import Skipped, error_text, fail_if_nothing_done
 
 
 def _class(entity: Any) -> str:
@@ -55,16 +57,28 @@ def entity_json(element: ifcopenshell.entity_instance) -> dict[str, Any]:
 
 def _write(
     handle: IO[str], model: ifcopenshell.file, elements: list[ifcopenshell.entity_instance], ctx: TaskContext
-) -> None:
-    header = {"schema": model.schema_identifier, "entity_count": len(elements)}
-    handle.write(json.dumps(header)[:-1] + ', "entities": [\n')
+) -> Skipped:
+    """The document, entity by entity; an entity whose attributes or sets cannot be read (a property of
+    the wrong type, say) is left out and reported. The counts come last: they are known only then."""
+    skipped = Skipped()
+    handle.write(json.dumps({"schema": model.schema_identifier})[:-1] + ', "entities": [\n')
+    written = 0
     for i, element in enumerate(elements):
-        if i:
-            handle.write(",\n")
-        handle.write(json.dumps(entity_json(element), ensure_ascii=False, default=str))
+        try:
+            line = json.dumps(entity_json(element), ensure_ascii=False, default=str)
+        except Exception as exc:  # whatever a malformed entity makes ifcopenshell raise
+            if is_out_of_memory_error(exc):
+                raise
+            skipped.add(element, error_text(exc))
+            continue
+        handle.write(",\n" if written else "")
+        handle.write(line)
+        written += 1
         if i % 200 == 0:
             ctx.progress(20 + 75 * i / len(elements), "writing entities")
-    handle.write("\n]}\n")
+    tail = {"entity_count": written, "skipped_elements": skipped.as_result()}
+    handle.write("\n], " + json.dumps(tail)[1:] + "\n")
+    return skipped
 
 
 def run(request: IFC2JSONRequest, ctx: TaskContext) -> dict[str, Any]:
@@ -73,9 +87,11 @@ def run(request: IFC2JSONRequest, ctx: TaskContext) -> dict[str, Any]:
     model = open_ifc(ctx.input(request.filename), request.filename)
     elements = sorted(model.by_type("IfcObjectDefinition"), key=lambda e: e.id())
     with ctx.output(request.output_filename) as output, output.open("w", encoding="utf-8") as handle:
-        _write(handle, model, elements, ctx)
+        skipped = _write(handle, model, elements, ctx)
+    fail_if_nothing_done(f"ifc2json of {request.filename}", len(elements), skipped)
     return {
         "output_files": ctx.output_files,
         "schema": model.schema_identifier,
-        "entity_count": len(elements),
+        "entity_count": len(elements) - skipped.count,
+        "skipped_elements": skipped.as_result(),
     }

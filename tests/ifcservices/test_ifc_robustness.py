@@ -131,11 +131,13 @@ async def test_a_segfault_mid_stream_ends_the_stream_with_an_error_event(client)
     }
 
 
-async def test_running_out_of_memory_is_reported_as_a_crash(client):
+async def test_running_out_of_memory_under_the_limit_is_reported_as_the_limit(client):
+    # A MemoryError in a child under RLIMIT_AS is the limit: the model asks for more than a job may have.
     response = await client.post("/ifc5d/calculate-qtos", json={"input_file": "uploads/walls__oom__.ifc"})
-    assert response.status_code == 500
+    assert response.status_code == 422
+    assert response.json()["error"]["type"] == "limit_exceeded"
     assert response.json()["error"]["message"] == (
-        "ifcopenshell ran out of memory while calculating quantities of uploads/walls__oom__.ifc"
+        "stopped calculating quantities of uploads/walls__oom__.ifc: exceeded the memory limit of 4 GiB"
     )
 
 
