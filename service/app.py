@@ -10,11 +10,14 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 
+from service.http_limits import raise_open_file_limit
 from service.lifespan import lifespan
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from service.routers import dashboard, files, health, jobs, live, metrics, operations, schedules, workflows
+from service.routers import dashboard, docs, files, health, jobs, live, metrics, operations, schedules, workflows
+from service.routers import viewer as viewer_routes
+from service.routers.compat import COMPAT_ROUTERS
 from settings import load_settings_or_exit
 from store.redis_client import eviction_policy_now, eviction_problem
 
@@ -25,6 +28,12 @@ MAX_JSON_BODY = 1024 * 1024
 
 
 async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, OutOfMemoryError):
+        # Reachable but full (maxmemory under noeviction): nothing new can be stored until it has room.
+        log.warning("redis.out_of_memory", error=str(exc))
+        return JSONResponse({"detail": "Redis is out of memory: no job can be accepted until it has room "
+                                       "(raise maxmemory or let finished jobs expire); try again later"},
+                            status_code=503, headers={"Retry-After": "30"})
     log.warning("redis.unavailable", error=type(exc).__name__)
     return JSONResponse({"detail": "Redis is unavailable; try again shortly"}, status_code=503)
 
@@ -54,7 +63,12 @@ def create_app() -> FastAPI:
         summary="IFC processing as a service: submit jobs, follow them, fetch the results.",
         version="0.1.0",
         lifespan=lifespan,
+        # /docs and /redoc come from service.routers.docs, with their assets served here, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
+    for compat_router in COMPAT_ROUTERS:  # ifcpipeline's endpoints: first (service/routers/compat.py)
+        app.include_router(compat_router)
     app.include_router(operations.router)
     app.include_router(jobs.router)
     app.include_router(workflows.router)
@@ -64,6 +78,8 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(dashboard.router)
+    app.include_router(viewer_routes.router)
+    app.include_router(docs.router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(RedisError, _redis_down)
     app.add_exception_handler(OSError, _redis_down)
@@ -82,6 +98,7 @@ def __getattr__(name: str) -> Any:
         if problem:
             print(problem, file=sys.stderr)
             raise SystemExit(2)
+        raise_open_file_limit()  # before the first connection: the cap must stay below it (http_limits)
         globals()["app"] = application = create_app()
         return application
     raise AttributeError(f"module 'service.app' has no attribute {name!r}")

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from contracts.fetch_rules import parse_networks
 from contracts.operations import OPERATIONS, SERVICES, Operation
 
 DEFAULT_QUEUE = "arq:queue"  # arq's own default, so arq's CLI (`arq --check`) sees our queue as is
@@ -41,6 +42,7 @@ class Settings(BaseSettings):
     ifcdiff_url: AnyHttpUrl = AnyHttpUrl("http://localhost:7005")
     ifc2json_url: AnyHttpUrl = AnyHttpUrl("http://localhost:7006")
     ifc5d_url: AnyHttpUrl = AnyHttpUrl("http://localhost:7007")
+    ifcpatch_url: AnyHttpUrl = AnyHttpUrl("http://localhost:7008")
 
     job_timeout: int = Field(3600, gt=0, description="seconds; every operation without its own entry")
     # Clash detection on large federated models is the one operation known to run for hours.
@@ -53,6 +55,9 @@ class Settings(BaseSettings):
     result_ttl: int = Field(86_400, gt=0, description="seconds a finished job's status and result are kept")
 
     max_jobs: int = Field(1000, ge=1, description="jobs in flight per worker process")
+    # Service -> slots for the whole fleet, overriding what the service's /health says (a service behind
+    # a load balancer answers for one replica); 0 removes the limit.
+    service_slots: dict[str, int] = Field(default_factory=dict)
     health_check_period: int = Field(30, ge=5, le=3600, description="seconds between service health checks")
     heartbeat_interval: float = Field(5.0, gt=0)
     # A worker silent this long is dead: its running jobs go back to the queue at once.
@@ -70,6 +75,15 @@ class Settings(BaseSettings):
 
     # IFC services: child processes each service runs at once; 0 means one per CPU core.
     service_concurrency: int = Field(0, ge=0, le=256)
+    # Limits of each IFC service child process (one per operation), so that a hostile model fails its
+    # own job: address space in bytes (4 GiB: 5 such children fit a 24 GB host beside the rest), and CPU
+    # seconds, base plus per MiB of input, per geometry thread. 0 turns a limit off.
+    service_memory_limit: int = Field(4 * 1024**3, ge=0)
+    service_cpu_seconds: int = Field(60, ge=0)
+    service_cpu_seconds_per_mib: float = Field(60.0, ge=0)
+    # Bytes of expected memory (estimated per operation from its inputs' sizes) each service admits at
+    # once beside its slots; past it, 503 busy. 0: slots alone.
+    service_memory_budget: int = Field(0, ge=0)
 
     # Webhooks: callback URLs must name one of these hosts (host or host:port, "*.example.com"),
     # so a request can never make ifcflow call into the private network. Empty: no callbacks.
@@ -77,14 +91,36 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key of X-Ifcflow-Signature")
     webhook_max_tries: int = Field(8, ge=1, le=50)
     cache_ttl: int = Field(7 * 86400, gt=0, description="seconds a cached result may be reused")
+    # Schedules cost nothing while none is due (an index by next run), but each is listed by
+    # GET /schedules and held in Redis: creating one past the cap answers 409.
+    max_schedules: int = Field(10_000, ge=1, description="recurring schedules that may exist at once")
 
     max_upload_bytes: int = Field(2 * 1024**3, gt=0)
     max_request_bytes: int = Field(1024**2, gt=0, description="largest JSON body the gateway reads")
+    # A client gets this long to send a request's headers (service/http_limits.py); connections that send
+    # nothing, or half a request, are closed then instead of held for good.
+    header_timeout: float = Field(10.0, gt=0, le=300, description="seconds to send a request's headers")
     public_url: str = Field("", description="base URL put in status_url/ws_url; empty: the request's own")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool | None = Field(None, description="JSON logs; default: when stderr is not a TTY")
 
-    @field_validator("api_keys", "callback_allowed_hosts", "redis_sentinels", mode="before")
+    # ifcpipeline's compatibility endpoints (docs in service/routers/compat_*.py).
+    # Download links: HMAC key of the tokens; unset, each gateway process draws its own (links then die
+    # with it and work on no other gateway): set it in production.
+    download_secret: SecretStr | None = Field(None, description="key of /create_download_link tokens")
+    download_link_ttl: int = Field(1800, gt=0, le=7 * 86400, description="seconds a download link works")
+    # /download-from-url: hosts it may fetch from (webhook-style patterns), networks besides the public
+    # internet its hosts may resolve to (CIDRs, e.g. 10.0.0.0/8 for a file server inside), size limit.
+    download_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    download_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    download_max_bytes: int = Field(2 * 1024**3, gt=0)
+    # How long POST /download-from-url waits for its job before answering 202 (ifcpipeline answered
+    # when the file was there; the n8n node chains the answer's file_path).
+    download_wait: float = Field(300.0, ge=0, le=3600)
+    ifcpatch_recipe_dir: Path | None = Field(None, description="folder of custom ifcpatch recipes (<Name>.py)")
+
+    @field_validator("api_keys", "callback_allowed_hosts", "redis_sentinels", "download_allowed_hosts",
+                     "download_allowed_networks", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -99,6 +135,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"{op.value}: must be a positive number of seconds")
             if isinstance(v, str) and not v:
                 raise ValueError(f"{op.value}: queue name must not be empty")
+        return value
+
+    @field_validator("download_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        parse_networks(value)  # a bad CIDR stops the process at start, naming it
         return value
 
     def timeout_for(self, op: Operation) -> int:

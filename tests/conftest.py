@@ -30,6 +30,7 @@ import httpx
 import pytest
 import redis
 from aiohttp import web
+from arq import ArqRedis
 from asgi_lifespan import LifespanManager
 
 from contracts.operations import SERVICES
@@ -128,6 +129,14 @@ def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture
+async def aredis(redis_url: str) -> AsyncIterator[ArqRedis]:
+    """An asyncio client of the private Redis (arq's, so arq's own calls work on it too)."""
+    client = ArqRedis.from_url(redis_url)
+    yield client
+    await client.aclose()
 
 
 @dataclass
@@ -362,7 +371,7 @@ def start_gateway(env: dict[str, str], log_path: Path, *options: str) -> Gateway
         except httpx.HTTPError:
             return False
 
-    wait_for(up, interval=0.02, what="gateway")
+    wait_for(up, timeout=60, interval=0.02, what="gateway")  # an import under load took ~20 s
     return Gateway(url, proc)
 
 
