@@ -16,26 +16,13 @@ from typing import Any
 import httpx
 import pytest
 from ifcmodels import guid_of
-
-from contracts.operations import SERVICES
-from tests.conftest import API_KEY
+from live_env import live_env
 
 
 @pytest.fixture
 def env(redis_url, data_dir: Path, live_services: str) -> dict[str, str]:
     """The real services (one `python -m ifcservices all` process) behind the gateway and worker."""
-    values = {
-        "IFCFLOW_REDIS_URL": redis_url,
-        "IFCFLOW_API_KEYS": API_KEY,
-        "IFCFLOW_DATA_DIR": str(data_dir),
-        "IFCFLOW_POLL_DELAY": "0.05",
-        "IFCFLOW_HEARTBEAT_INTERVAL": "1",
-        "IFCFLOW_RETRY_BACKOFF": "0.5",
-        "IFCFLOW_LOG_JSON": "true",
-    }
-    for service in SERVICES:
-        values[f"IFCFLOW_{service.upper()}_URL"] = f"{live_services}/{service}"
-    return values
+    return live_env(redis_url, data_dir, live_services)
 
 
 @pytest.fixture
