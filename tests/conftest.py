@@ -524,3 +524,16 @@ async def until(api: httpx.AsyncClient, job_id: str, statuses: Iterable[str] = T
             return view
         await asyncio.sleep(0.02)
     raise AssertionError(f"job never reached {sorted(wanted)}: {view}")
+
+
+async def until_seed_ended(api: httpx.AsyncClient, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
+    """What the n8n node's pollForJobCompletion reads: ``GET /jobs/{id}/status`` (ifcpipeline's shape)
+    until ``finished`` or ``failed``."""
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = (await api.get(f"/jobs/{job_id}/status")).json()
+        if status.get("status") in ("finished", "failed"):
+            return status
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not end: {status}")

@@ -8,12 +8,10 @@ and loopback allowed for downloads (IFCFLOW_DOWNLOAD_ALLOWED_NETWORKS), so that 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from tests.conftest import (
     Shared,
     free_port,
     serve,
+    until_seed_ended,
     wait_for,
 )
 from tests.ifcservices.ifcmodels import WALLS, build_walls
@@ -174,17 +173,6 @@ def walls(data_dir: Path) -> Path:
     return path
 
 
-async def node_status(api: httpx.AsyncClient, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
-    """What the node's pollForJobCompletion does: GET /jobs/{id}/status until finished or failed."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = (await api.get(f"/jobs/{job_id}/status")).json()
-        if status["status"] in ("finished", "failed"):
-            return dict(status)
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not end: {status}")
-
-
 async def node_recipes(api: httpx.AsyncClient) -> dict[str, Any]:
     """The node's getRecipes (and the lookup of is_custom before each run)."""
     r = await api.post("/patch/recipes/list", json={"include_builtin": True, "include_custom": True})
@@ -249,7 +237,7 @@ async def test_extract_elements_runs_on_the_sample_house_as_the_node_sends_it(ap
                          ["IfcWall", True])
     assert r.status_code == 202, r.text
     job_id = r.json()["job_id"]
-    status = await node_status(api, job_id)
+    status = await until_seed_ended(api, job_id)
     assert status["status"] == "finished", status
     result = status["result"]
     assert result["success"] is True and result["recipe"] == "ExtractElements"
@@ -272,14 +260,14 @@ async def test_generic_arguments_are_typed_and_custom_recipes_run_from_the_recip
     # The node sends every generic argument as text; "2" reaches the recipe as the int it declares.
     r = await node_patch(api, "/uploads/walls.ifc", "renamed.ifc", "RenameElements", ["Wall-", "IfcWall", "2"])
     assert r.status_code == 202, r.text
-    status = await node_status(api, r.json()["job_id"])
+    status = await until_seed_ended(api, r.json()["job_id"])
     assert status["status"] == "finished", status
     assert status["result"]["is_custom"] is True
     patched = ifcopenshell.open(str(data_dir / "output" / "ifcpatch" / "renamed.ifc"))
     assert {w.Name for w in patched.by_type("IfcWall")} == {"Wall-Wall-"}
     r = await node_patch(api, "walls.ifc", "moved.ifc", "OffsetObjectPlacements", ["10", "0", "0", "false"])
     assert r.status_code == 202, r.text
-    assert (await node_status(api, r.json()["job_id"]))["status"] == "finished"
+    assert (await until_seed_ended(api, r.json()["job_id"]))["status"] == "finished"
 
 
 async def test_bad_recipes_and_arguments_are_refused_at_submit_naming_them(api, walls, shared):
@@ -363,13 +351,13 @@ async def test_download_from_url_fetches_into_uploads_and_answers_as_ifcpipeline
     assert r.status_code == 200 and r.json()["file_path"] == "/uploads/Fetched model.ifc", r.text
     r = await node_patch(api, r.json()["file_path"], "fetched_walls.ifc", "ExtractElements", ["IfcWall", True])
     assert r.status_code == 202, r.text
-    assert (await node_status(api, r.json()["job_id"]))["status"] == "finished"
+    assert (await until_seed_ended(api, r.json()["job_id"]))["status"] == "finished"
     # A client that does not wait gets the job at once, and where the file will be.
     r = await api.post("/download-from-url", params={"wait": 0},
                        json={"url": f"{origin}/files/model.ifc", "output_filename": "later.ifc"})
     assert r.status_code == 202, r.text
     assert r.json()["file_path"] == "/uploads/later.ifc"
-    status = await node_status(api, r.json()["job_id"])
+    status = await until_seed_ended(api, r.json()["job_id"])
     assert status["status"] == "finished" and status["result"]["file_path"] == "/uploads/later.ifc"
 
 

@@ -4,11 +4,9 @@ workflows read them (``$json.file_path``, ``$json.result.output_path``)."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import struct
-import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,8 @@ import httpx
 import pytest
 from ifcmodels import guid_of
 from live_env import live_env
+
+from tests.conftest import submit, until_seed_ended
 
 
 @pytest.fixture
@@ -32,16 +32,7 @@ def api(worker, api):
 
 async def node_run(api: httpx.AsyncClient, path: str, body: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
     """A node's submit, then pollForJobCompletion on /jobs/{id}/status: the answer the node outputs."""
-    r = await api.post(path, json=body)
-    assert r.status_code == 202, r.text
-    job_id = r.json()["job_id"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = (await api.get(f"/jobs/{job_id}/status")).json()
-        if status["status"] in ("finished", "failed"):
-            return dict(status)
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{path}: job timeout exceeded")
+    return await until_seed_ended(api, await submit(api, path, body), timeout)
 
 
 async def download(api: httpx.AsyncClient, output_path: str) -> bytes:

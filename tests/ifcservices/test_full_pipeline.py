@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import struct
-import time
 from pathlib import Path
 
 import httpx
@@ -14,7 +12,7 @@ import pytest
 from ifcmodels import GRID, guid_of  # noqa: F401 - GRID documents the model sizes used here
 from live_env import live_env
 
-TERMINAL = {"complete", "failed", "aborted"}
+from tests.conftest import submit, until
 
 
 @pytest.fixture
@@ -29,16 +27,7 @@ def api(worker, api):
 
 
 async def run(api, path: str, body: dict, timeout: float = 120.0) -> dict:
-    r = await api.post(path, json=body)
-    assert r.status_code == 202, r.text
-    job_id = r.json()["job_id"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        view = (await api.get(f"/jobs/{job_id}")).json()
-        if view["status"] in TERMINAL:
-            return view
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{path} did not finish: {view}")
+    return await until(api, await submit(api, path, body), timeout=timeout)
 
 
 async def download(api, path: str) -> bytes:
