@@ -55,3 +55,20 @@ async def test_arqs_own_worker_runs_the_same_jobs_with_arqs_claims(api, env, tmp
         assert {(v["status"], v["tries"]) for v in views} == {("complete", 1)}
         assert sorted(c["headers"].get(JOB_ID_HEADER) for c in stub.calls) == sorted(ids)
         assert all(v["result"] == stub.default.body for v in views)
+
+
+async def test_a_slot_freed_by_a_try_end_takes_the_next_queued_job_without_waiting_for_a_poll(
+    api, env, tmp_path, sync_redis, stub
+):
+    # Polls 10 s apart, 2 slots, 6 jobs queued before the worker starts: its first poll claims two, and
+    # every other job must start when a try ends, long before the second poll.
+    env = {**env, "IFCFLOW_MAX_JOBS": "2", "IFCFLOW_POLL_DELAY": "10"}
+    stub.default = Behaviour(delay=0.2)
+    ids = await asyncio.gather(*(submit(api, "/ifcconvert", CONVERT) for _ in range(6)))
+    worker = start_worker(env, tmp_path / "w.log", sync_redis, command=BATCH)
+    try:
+        views = await run_all(api, ids, timeout=8)
+    finally:
+        worker.stop()
+    assert {(v["status"], v["tries"]) for v in views} == {("complete", 1)}
+    assert stub.max_in_flight == 2
