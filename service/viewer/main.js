@@ -1,13 +1,15 @@
 // The viewer page: what to open (?file=<glb>, ?ifc=<ifc>, ?job=<id>, or an uploaded .ifc), the side
 // panels (results, storeys and classes, properties) and the debug handle the browser tests read.
 import { AuthError, api, authHeaders, fileUrl, glbFor, modelsOf, session, setKey, upload } from "./api.js";
-import { resultsPanel } from "./results.js";
+import { resultModels, resultsPanel } from "./results.js";
 import { ModelView } from "./scene.js";
 import { filterPanel, propertiesPanel } from "./panels.js";
 
 const $ = (sel) => document.querySelector(sel);
 const params = new URLSearchParams(location.search);
 const view = new ModelView($("#canvas"));
+// ?draw=meshes: the glb as loaded, a mesh per element (what ModelBatch replaced), to compare frame times.
+view.reference = params.get("draw") === "meshes";
 const state = { meta: new Map(), storeys: [], sources: [], job: null, focus: null, loaded: false, error: null, timings: {} };
 
 function status(text, percent = null) {
@@ -67,7 +69,7 @@ async function openFromParams() {
   if (params.get("job")) {
     const job = await api(`/jobs/${encodeURIComponent(params.get("job"))}`);
     state.job = job;
-    const models = modelsOf(job);
+    const models = resultModels(job) ?? modelsOf(job);
     if (!models.length) throw new Error(`a ${job.operation} job has no model to show`);
     await open(models);
     const panel = resultsPanel(job, view, state);
@@ -153,7 +155,7 @@ window.ifcflowViewer = {
     loaded: state.loaded, error: state.error, elements: view.elements.size, indexed: state.meta.size,
     looks: Object.fromEntries(view.look), focus: state.focus, selected: view.selected, timings: state.timings,
     section: view.renderer.clippingPlanes.length > 0,
-    visible: [...view.elements].filter(([, e]) => e.meshes.some((m) => m.visible)).length,
+    visible: [...view.elements.keys()].filter((gid) => view.isVisible(gid)).length,
   }),
   measureOrbit: (frames) => view.measureOrbit(frames),
   pickAt,

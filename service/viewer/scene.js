@@ -3,17 +3,12 @@ import * as THREE from "three";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
 import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
 import { globalIdOf } from "./guid.js";
+import { COLOURED, GHOST, HIDDEN, ModelBatch, NORMAL } from "./batch.js";
 
-// Shared materials: one per look, so colouring thousands of elements creates nothing per element.
-const LOOKS = {
-  ghost: new THREE.MeshLambertMaterial({ color: 0x9aa4b1, transparent: true, opacity: 0.08, depthWrite: false }),
-  selected: new THREE.MeshLambertMaterial({ color: 0xffc400, emissive: 0x553300 }),
-};
-const colourLooks = new Map();
-function colourLook(hex) {
-  if (!colourLooks.has(hex)) colourLooks.set(hex, new THREE.MeshLambertMaterial({ color: hex, emissive: new THREE.Color(hex).multiplyScalar(0.25) }));
-  return colourLooks.get(hex);
-}
+// How each look is drawn (batch.js): a colour of its own, or the ghost pass.
+const SELECTED = new THREE.Color(0xffc400);
+const colours = new Map();
+const colourOf = (hex) => { if (!colours.has(hex)) colours.set(hex, new THREE.Color(hex)); return colours.get(hex); };
 
 function softwareRenderer() {
   const gl = document.createElement("canvas").getContext("webgl2");
@@ -46,7 +41,7 @@ export class ModelView {
     const sun = new THREE.DirectionalLight(0xffffff, 1.6);
     sun.position.set(0.5, 1, 0.3);
     this.scene.add(sun);
-    this.elements = new Map(); // GlobalId -> { meshes: [Mesh], role }
+    this.elements = new Map(); // GlobalId -> { role, parts: [[ModelBatch, element index]] }
     this.models = [];
     this.section = new THREE.Plane(new THREE.Vector3(0, -1, 0), 0);
     this.bounds = new THREE.Box3();
@@ -55,6 +50,9 @@ export class ModelView {
     this.selected = null;
     this.marker = null;
     this._pending = false;
+    this.stats = {}; // merge_ms, triangles: what loading made (the tests read them)
+    this.proxyTriangles = 100_000; // beyond it, boxes while the camera moves (software renderer only)
+    this.reference = false; // true: draw the glb as loaded (_loadReference), to measure against
     new ResizeObserver(() => this.resize()).observe(canvas);
     this.resize();
   }
@@ -69,9 +67,13 @@ export class ModelView {
   }
 
   /** While the camera moves, a software renderer draws at half resolution (its cost is mostly
-   *  rasterizing); the full picture comes back when the movement ends. */
+   *  rasterizing) and, on a model of more than ``proxyTriangles`` triangles, each element part as
+   *  its box (its cost is per triangle: 186,000 triangles took it 150-250 ms a frame, their 18,000
+   *  box triangles 30-50 ms); the full picture comes back when the movement ends. */
   setInteractive(moving) {
     if (!this.software) return;
+    const proxy = moving && this.stats.triangles > this.proxyTriangles;
+    for (const { batch } of this.models) if (batch && batch.proxied !== proxy) batch.useProxy(proxy);
     this.renderer.setPixelRatio(moving ? this.pixelRatio / 2 : this.pixelRatio);
     this.resize();
     this.renderNow(); // resizing cleared the canvas: draw at once, not a frame later
@@ -86,30 +88,50 @@ export class ModelView {
 
   renderNow() { this.renderer.render(this.scene, this.camera); }
 
-  /** Load a glb; ``role`` "old" marks a previous version (ifcdiff), hidden but for what is shown of it. */
+  /** Load a glb; ``role`` "old" marks a previous version (ifcdiff), hidden but for what is shown of it.
+   *  Its elements are merged into one ModelBatch (three draw calls for the whole model). */
   async load(url, headers, role = "main", onProgress = null) {
     const loader = new GLTFLoader();
     loader.setRequestHeader(headers);
     const gltf = await loader.loadAsync(url, (e) => onProgress?.(e.total ? e.loaded / e.total : 0));
-    const root = gltf.scene;
+    if (this.reference) return this._loadReference(gltf.scene, role);
+    const t0 = performance.now();
+    const nodes = [];
+    const claimed = new Set();
+    gltf.scene.traverse((node) => {
+      const gid = globalIdOf(node.name);
+      if (gid && !claimed.has(node)) { nodes.push([gid, node]); node.traverse((n) => claimed.add(n)); }
+    });
+    const batch = new ModelBatch(nodes);
+    let count = 0;
+    batch.ids.forEach((gid, e) => {
+      const entry = this.elements.get(gid) || { role, parts: [] };
+      if (!this.elements.has(gid)) { this.elements.set(gid, entry); count++; }
+      entry.parts.push([batch, e]);
+    });
+    this.scene.add(batch.group);
+    this.models.push({ root: batch.group, batch, role, url });
+    if (role === "main") this.bounds.union(batch.geometry.boundingBox);
+    for (const gid of batch.ids) this._apply(gid);
+    batch.updatePasses();
+    this.stats.merge_ms = (this.stats.merge_ms || 0) + (performance.now() - t0);
+    this.stats.triangles = (this.stats.triangles || 0) + batch.triangles;
+    this.requestRender();
+    return count;
+  }
+
+  /** The glb drawn as loaded, one mesh per element part with the glb's own materials: how the viewer
+   *  drew before ModelBatch, kept only to measure against (``?draw=meshes``); nothing is coloured,
+   *  hidden or picked in it. */
+  _loadReference(root, role) {
     let count = 0;
     root.traverse((node) => {
       const gid = globalIdOf(node.name);
-      if (!gid) return;
-      const entry = this.elements.get(gid) || { meshes: [], role };
-      if (!this.elements.has(gid)) { this.elements.set(gid, entry); count++; }
-      node.traverse((m) => {
-        if (!m.isMesh || m.userData.globalId) return;
-        m.userData.globalId = gid;
-        m.userData.material = m.material;
-        entry.meshes.push(m);
-      });
+      if (gid && !this.elements.has(gid)) { this.elements.set(gid, { role, parts: [] }); count++; }
     });
-    root.visible = true;
     this.scene.add(root);
-    this.models.push({ root, role, url });
+    this.models.push({ root, batch: null, role, url: null });
     if (role === "main") this.bounds.union(new THREE.Box3().setFromObject(root));
-    if (role === "old") for (const e of this.elements.values()) if (e.role === "old") this._setVisible(e, false);
     this.requestRender();
     return count;
   }
@@ -117,8 +139,29 @@ export class ModelView {
   /** Bounding box of some elements (all shown ones when ``gids`` is empty). */
   boxOf(gids) {
     const box = new THREE.Box3();
-    for (const gid of gids) for (const m of this.elements.get(gid)?.meshes || []) box.expandByObject(m);
+    for (const gid of gids) for (const [batch, e] of this.elements.get(gid)?.parts || []) box.union(batch.boxes[e]);
     return box;
+  }
+
+  /** Whether an element is drawn (not hidden by a filter, and for an old model's element, coloured). */
+  isVisible(gid) {
+    const entry = this.elements.get(gid);
+    return !!entry && !this.hidden.has(gid) && (entry.role === "main" || this.look.has(gid));
+  }
+
+  _updated() {
+    for (const { batch } of this.models) batch?.updatePasses();
+    this.requestRender();
+  }
+
+  /** Draw ``gid`` as its visibility, look and selection say. */
+  _apply(gid) {
+    const entry = this.elements.get(gid);
+    if (!entry) return;
+    const look = this.selected === gid ? "selected" : this.look.get(gid) ?? null;
+    const mode = !this.isVisible(gid) ? HIDDEN : look === null ? NORMAL : look === "ghost" ? GHOST : COLOURED;
+    const colour = mode === COLOURED ? (look === "selected" ? SELECTED : colourOf(look)) : null;
+    for (const [batch, e] of entry.parts) batch.setLook(e, mode, colour);
   }
 
   /** Frame a box (default: the whole model), animated over ``ms``. */
@@ -165,29 +208,43 @@ export class ModelView {
     this.requestRender();
   }
 
-  /** The GlobalId of the element under a pointer position (client pixels), or null. */
+  /** The GlobalId of the element under a pointer position (client pixels), or null. Ghosted and
+   *  hidden elements are not picked, nor what the section cuts away. Element boxes first, then the
+   *  triangles of those the ray enters, nearest box first. */
   pick(clientX, clientY) {
     const rect = this.canvas.getBoundingClientRect();
     const pointer = new THREE.Vector2(((clientX - rect.left) / rect.width) * 2 - 1, -((clientY - rect.top) / rect.height) * 2 + 1);
     const ray = new THREE.Raycaster();
     ray.setFromCamera(pointer, this.camera);
     const clipped = this.renderer.clippingPlanes.length > 0;
+    const accept = (p) => !clipped || this.section.distanceToPoint(p) >= 0; // not cut away by the section
     const candidates = [];
-    for (const e of this.elements.values()) for (const m of e.meshes) if (m.visible && m.material !== LOOKS.ghost) candidates.push(m);
-    for (const hit of ray.intersectObjects(candidates, false)) {
-      if (clipped && this.section.distanceToPoint(hit.point) < 0) continue; // cut away by the section
-      return hit.object.userData.globalId;
+    const entry = new THREE.Vector3();
+    for (const { batch } of this.models) {
+      if (!batch) continue;
+      for (let e = 0; e < batch.ids.length; e++) {
+        const mode = batch.modeOf(e);
+        if (mode === HIDDEN || mode === GHOST) continue;
+        if (batch.boxes[e].containsPoint(ray.ray.origin)) candidates.push([0, batch, e]);
+        else if (ray.ray.intersectBox(batch.boxes[e], entry)) candidates.push([entry.distanceTo(ray.ray.origin), batch, e]);
+      }
     }
-    return null;
+    candidates.sort((p, q) => p[0] - q[0]);
+    let best = Infinity, hit = null;
+    const point = new THREE.Vector3();
+    for (const [near, batch, e] of candidates) {
+      if (near > best) break;
+      const d = batch.hitElement(ray.ray, e, accept, point);
+      if (d < best) { best = d; hit = batch.ids[e]; }
+    }
+    return hit;
   }
-
-  _setVisible(entry, visible) { for (const m of entry.meshes) m.visible = visible; }
 
   /** Hide the elements of ``hidden`` (storey and class filters), show every other main element. */
   setHidden(hidden) {
     this.hidden = hidden;
-    for (const [gid, e] of this.elements) this._setVisible(e, !hidden.has(gid) && (e.role === "main" || this.look.has(gid)));
-    this.requestRender();
+    for (const gid of this.elements.keys()) this._apply(gid);
+    this._updated();
   }
 
   /** Colour elements: ``looks`` maps GlobalId -> "#rrggbb" (or "selected"); with ``ghostOthers`` the
@@ -197,23 +254,18 @@ export class ModelView {
     for (const [gid, e] of this.elements) {
       const look = looks.get(gid) ?? (ghostOthers && e.role === "main" ? "ghost" : null);
       if (look) this.look.set(gid, look);
-      const material = look === null ? null : look === "ghost" || look === "selected" ? LOOKS[look] : colourLook(look);
-      for (const m of e.meshes) m.material = material ?? m.userData.material;
-      this._setVisible(e, !this.hidden.has(gid) && (e.role === "main" || look !== null));
     }
-    this.requestRender();
+    for (const gid of this.elements.keys()) this._apply(gid);
+    this._updated();
   }
 
   /** Mark one element as picked (keeps other colours); null clears. */
   select(gid) {
-    if (this.selected && this.elements.has(this.selected)) {
-      const prior = this.look.get(this.selected);
-      const material = prior === undefined ? null : prior === "ghost" ? LOOKS.ghost : prior.startsWith("#") ? colourLook(prior) : LOOKS.selected;
-      for (const m of this.elements.get(this.selected).meshes) m.material = material ?? m.userData.material;
-    }
+    const prior = this.selected;
     this.selected = gid;
-    if (gid && this.elements.has(gid)) for (const m of this.elements.get(gid).meshes) m.material = LOOKS.selected;
-    this.requestRender();
+    if (prior) this._apply(prior);
+    if (gid) this._apply(gid);
+    this._updated();
   }
 
   /** A small sphere at a point (the clash point); null removes it. */
@@ -229,7 +281,8 @@ export class ModelView {
   }
 
   /** Orbit ``frames`` frames, drawing each; per-frame times in ms (draw call plus GPU finish, and
-   *  the interval between animation frames). For the performance test and the "measure" button. */
+   *  the interval between animation frames), the last frame's draw calls and triangles, and what
+   *  loading made (``model``: merge_ms, triangles). For the performance test and the "measure" button. */
   measureOrbit(frames = 120) {
     const gl = this.renderer.getContext();
     const target = this.controls.target.clone();
@@ -248,7 +301,11 @@ export class ModelView {
         gl.finish();
         draw.push(performance.now() - t0);
         if (++i < frames) requestAnimationFrame(step);
-        else { this.setInteractive(false); this.controls.update(); resolve({ draw, interval: interval.slice(1) }); }
+        else {
+          const { calls, triangles } = this.renderer.info.render;
+          this.setInteractive(false); this.controls.update();
+          resolve({ draw, interval: interval.slice(1), calls, triangles, model: { ...this.stats } });
+        }
       };
       requestAnimationFrame(step);
     });
