@@ -14,6 +14,7 @@ class Operation(StrEnum):
     ifccsv = "ifccsv"
     ifccsv_import = "ifccsv_import"
     ifctester = "ifctester"
+    ifcvalidate = "ifcvalidate"
     ifcdiff = "ifcdiff"
     ifc2json = "ifc2json"
     calculate_qtos = "calculate_qtos"
@@ -46,6 +47,8 @@ OPERATIONS: dict[Operation, OperationSpec] = {
         OperationSpec(Operation.ifccsv, "ifccsv", "/ifccsv", "Export IFC elements to CSV, XLSX or ODS"),
         OperationSpec(Operation.ifccsv_import, "ifccsv", "/ifccsv/import", "Import CSV edits back into IFC"),
         OperationSpec(Operation.ifctester, "ifctester", "/ifctester", "Validate IFC against an IDS file"),
+        # Schema and rule checks run beside the IDS checks: one more operation, no service to deploy.
+        OperationSpec(Operation.ifcvalidate, "ifctester", "/ifcvalidate", "Validate an IFC file against its schema"),
         OperationSpec(Operation.ifcdiff, "ifcdiff", "/ifcdiff", "Diff two IFC models"),
         OperationSpec(Operation.ifc2json, "ifc2json", "/ifc2json", "Convert IFC to JSON"),
         OperationSpec(Operation.calculate_qtos, "ifc5d", "/calculate-qtos", "Quantity take-off with ifc5d"),

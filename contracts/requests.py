@@ -110,6 +110,11 @@ class IfcClashRequest(OperationRequest, VersionPins):
     clearance: float = Field(0.0, ge=0)
     check_all: bool = False
     allow_touching: bool = False
+    previous: InputPath | None = Field(
+        None, description="an earlier clash job's id or result (.json or .bcf): each clash is then new, "
+        "persisting or resolved",
+    )
+    bcf_version: Literal["2.1", "3.0"] = Field("2.1", description="BCF-XML version of a .bcf output")
 
 
 class _TableColumn(BaseModel):
@@ -195,6 +200,31 @@ class IfcTesterRequest(OperationRequest, VersionPins):
     ids_filename: InputPath
     output_filename: OutputPath
     report_type: Literal["json", "html", "bcf"] = "json"
+    bcf_version: Literal["2.1", "3.0"] = Field("2.1", description="BCF-XML version of a bcf report")
+
+
+# Report formats of /ifcvalidate, by output file extension.
+VALIDATE_FORMATS = ("json", "html", "bcf")
+
+
+class IfcValidateRequest(OperationRequest):
+    """ifcflow's own (the RQ system had none): the model against its schema, and its EXPRESS rules."""
+
+    ifc_filename: InputPath
+    output_filename: OutputPath | None = Field(
+        None, description="extension chooses the report: .json, .html or .bcf; default <ifc name>_validation.json"
+    )
+    rules: bool = Field(True, description="also check the schema's EXPRESS where-rules and functions (slower)")
+
+    @model_validator(mode="after")
+    def _known_format(self) -> IfcValidateRequest:
+        if self.output_filename is None:
+            self.output_filename = f"{PurePosixPath(self.ifc_filename).stem}_validation.json"
+        suffix = suffix_of(self.output_filename).lower().lstrip(".")
+        if suffix not in VALIDATE_FORMATS:
+            known = ", ".join(VALIDATE_FORMATS)
+            raise ValueError(f"output_filename: unsupported report format {suffix or '(none)'!r}; use one of {known}")
+        return self
 
 
 class IfcDiffRequest(OperationRequest, VersionPins):
@@ -237,6 +267,7 @@ REQUEST_MODELS: dict[Operation, type[OperationRequest]] = {
     Operation.ifccsv: IfcCsvRequest,
     Operation.ifccsv_import: IfcCsvImportRequest,
     Operation.ifctester: IfcTesterRequest,
+    Operation.ifcvalidate: IfcValidateRequest,
     Operation.ifcdiff: IfcDiffRequest,
     Operation.ifc2json: IFC2JSONRequest,
     Operation.calculate_qtos: IfcQtoRequest,

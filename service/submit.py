@@ -6,11 +6,17 @@ import hashlib
 from typing import Any
 
 import structlog
+from pydantic import BaseModel
+from redis.asyncio import Redis
 
+from contracts.files import PathRefused
 from contracts.operations import Operation
+from contracts.paths import suffix_of
 from service.batching import CreateBatcher
 from service.schemas import JobOptions
+from store import job_store
 from store.job_store import NewJob, new_job_id, now_ms
+from store.job_view import JobStatus
 
 # Longest Idempotency-Key header accepted; longer ones are refused with 422 before anything is made.
 IDEMPOTENCY_KEY_MAX = 255
@@ -22,6 +28,34 @@ def job_id_for(idempotency_key: str | None, api_key: str) -> str:
         return new_job_id()
     digest = hashlib.sha256(f"{api_key}\0{idempotency_key}".encode()).hexdigest()
     return f"idem-{digest[:32]}"
+
+
+# What an earlier clash run is read from (ifcservices/tools/clash_revisions.py).
+PREVIOUS_SUFFIXES = (".json", ".bcf")
+
+
+async def resolve_previous(redis: Redis, body: BaseModel) -> None:
+    """A clash request's ``previous`` that names a job becomes that job's result file, for the service
+    (which has no Redis) to read; ``PathRefused`` names ``previous`` when the job is unknown, not an
+    ifcclash job, not complete, or wrote no .json or .bcf. A file path is left for the path checks."""
+    previous = getattr(body, "previous", None)
+    if not previous:
+        return
+    view = await job_store.get(redis, previous)
+    if view is None:
+        if suffix_of(previous).lower() in PREVIOUS_SUFFIXES:
+            return
+        raise PathRefused(("previous",), f"no job {previous!r} is known (never made, or expired) and it names no "
+                                         ".json or .bcf clash result")
+    if view.operation != Operation.ifcclash:
+        raise PathRefused(("previous",), f"job {previous!r} is a {view.operation} job, not an ifcclash job")
+    if view.status is not JobStatus.complete:
+        raise PathRefused(("previous",), f"job {previous!r} is {view.status.value}, not complete")
+    outputs = [str(f) for f in (view.result or {}).get("output_files") or []]
+    found = next((f for f in outputs if suffix_of(f).lower() in PREVIOUS_SUFFIXES), None)
+    if found is None:
+        raise PathRefused(("previous",), f"job {previous!r} wrote no .json or .bcf clash result")
+    body.previous = found  # type: ignore[attr-defined]  # only clash requests have it (getattr above)
 
 
 def due_ms(options: JobOptions) -> int | None:

@@ -304,10 +304,11 @@ def test_connection_comes_from_flags_then_environment():
 def test_every_operation_maps_files_and_output():
     expected = {
         Operation.ifcconvert: (("input_filename",), "output_filename", True),
-        Operation.ifcclash: ((), "output_filename", True),
+        Operation.ifcclash: (("previous",), "output_filename", True),
         Operation.ifccsv: (("filename",), "output_filename", True),
         Operation.ifccsv_import: (("ifc_filename", "csv_filename"), "output_filename", False),
         Operation.ifctester: (("ifc_filename", "ids_filename"), "output_filename", True),
+        Operation.ifcvalidate: (("ifc_filename",), "output_filename", False),
         Operation.ifcdiff: (("old_file", "new_file"), "output_file", False),
         Operation.ifc2json: (("filename",), "output_filename", True),
         Operation.calculate_qtos: (("input_file",), "output_file", False),

@@ -59,10 +59,12 @@ VALID_BODIES: dict[Operation, dict[str, Any]] = {
     Operation.ifcclash: {
         "clash_sets": [{"name": "s", "a": [{"file": "model.ifc"}], "b": [{"file": "model.ifc"}]}],
         "output_filename": "c.json",
+        "previous": "earlier.json",
     },
     Operation.ifccsv: {"filename": "model.ifc", "output_filename": "x.csv"},
     Operation.ifccsv_import: {"ifc_filename": "model.ifc", "csv_filename": "model.ifc", "output_filename": "u.ifc"},
     Operation.ifctester: {"ifc_filename": "model.ifc", "ids_filename": "rules.ids", "output_filename": "r.json"},
+    Operation.ifcvalidate: {"ifc_filename": "model.ifc", "output_filename": "v.json"},
     Operation.ifcdiff: {"old_file": "model.ifc", "new_file": "model.ifc", "output_file": "d.json"},
     Operation.ifc2json: {"filename": "model.ifc", "output_filename": "m.json"},
     Operation.calculate_qtos: {"input_file": "model.ifc", "output_file": "q.ifc"},
@@ -91,6 +93,7 @@ def plant_hostile_files(data_dir: Path, outside: Path) -> None:
     uploads.mkdir(parents=True, exist_ok=True)
     (uploads / "model.ifc").write_text("ISO-10303-21;\nEND-ISO-10303-21;\n")
     (uploads / "rules.ids").write_text("<ids/>")
+    (uploads / "earlier.json").write_text("[]")
     (uploads / "out.ifc").symlink_to(outside / "secret.ifc")
     (uploads / "outdir").symlink_to(outside / "dir", target_is_directory=True)
     (uploads / "root").symlink_to("/", target_is_directory=True)
@@ -688,8 +691,9 @@ def redis_values(client: Any) -> Iterator[tuple[str, bytes]]:
 
 
 async def test_no_client_input_chooses_the_function_and_redis_holds_no_pickle(
-    client, worker, stub, sync_redis, monkeypatch
+    client, worker, stub, sync_redis, monkeypatch, data_dir
 ):
+    (data_dir / "uploads" / "earlier.json").write_text("[]")  # ifcclash's "previous"
     import arq.jobs
     from arq import ArqRedis
 

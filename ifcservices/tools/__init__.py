@@ -25,6 +25,7 @@ TOOLS: dict[Operation, Tool] = {
     Operation.ifccsv: Tool("ifcservices.tools.spreadsheet", "exporting", "filename"),
     Operation.ifccsv_import: Tool("ifcservices.tools.spreadsheet_import", "importing into", "ifc_filename"),
     Operation.ifctester: Tool("ifcservices.tools.tester", "validating", "ifc_filename"),
+    Operation.ifcvalidate: Tool("ifcservices.tools.validate", "checking the schema of", "ifc_filename"),
     Operation.ifcdiff: Tool("ifcservices.tools.diff", "diffing", "old_file"),
     Operation.ifc2json: Tool("ifcservices.tools.tojson", "converting", "filename"),
     Operation.calculate_qtos: Tool("ifcservices.tools.qto", "calculating quantities of", "input_file"),

@@ -4,7 +4,7 @@
 const STATUSES = ["queued", "deferred", "in_progress", "complete", "failed", "aborted"];
 const TERMINAL = new Set(["complete", "failed", "aborted"]);
 const PAGE = 25;
-const VIEWABLE = new Set(["ifcconvert", "ifcclash", "ifctester", "ifcdiff"]);
+const VIEWABLE = new Set(["ifcconvert", "ifcclash", "ifctester", "ifcdiff", "ifcvalidate"]);
 const state = { key: sessionStorage.getItem("ifcflow-key") || "", offsets: [0], next: null, jobs: new Map(), detail: null, detailJob: null, socket: null, overviewDue: null };
 const $ = (sel) => document.querySelector(sel);
 

@@ -13,7 +13,7 @@ from contracts.requests import REQUEST_MODELS, RQ_ONLY_FIELDS
 from contracts.webhooks import CallbackRefused, check_callback_url
 from service.deps import ApiKeyDep
 from service.schemas import JobAccepted, JobOptions
-from service.submit import IDEMPOTENCY_KEY_MAX, job_id_for, submit
+from service.submit import IDEMPOTENCY_KEY_MAX, job_id_for, resolve_previous, submit
 from settings import Settings
 from store import job_store
 from store.job_store import IdempotencyConflict
@@ -106,6 +106,7 @@ def _make_route(spec: OperationSpec) -> Callable[..., Coroutine[Any, Any, Respon
         # The body is both the operation's request and the job's options: validated once, used as both.
         options = cast(JobOptions, body)
         try:
+            await resolve_previous(redis, body)  # a job id: its result file, checked as a path below
             normalize_paths(body, settings.data_dir, spec.service)
         except PathRefused as exc:
             raise HTTPException(

@@ -1,7 +1,8 @@
-// A job's result on the model: clashes (fly to one), IDS failures by specification, diff colours.
+// A job's result on the model: clashes (fly to one), IDS failures by specification, diff colours,
+// validation issues by rule.
 import * as THREE from "three";
 
-export const COLOURS = { a: "#e53935", b: "#1e88e5", fail: "#e53935", added: "#2e9d3a", deleted: "#d32f2f", changed: "#f39c12" };
+export const COLOURS = { a: "#e53935", b: "#1e88e5", fail: "#e53935", warning: "#f39c12", added: "#2e9d3a", deleted: "#d32f2f", changed: "#f39c12" };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -103,7 +104,52 @@ function diffPanel(job, view, state) {
     row("added", r.added || [], COLOURS.added), row("changed", changed, COLOURS.changed), row("deleted", r.deleted || [], COLOURS.deleted));
 }
 
-const PANELS = { ifcclash: clashPanel, ifctester: testerPanel, ifcdiff: diffPanel };
+/** ifcvalidate: the issues by group (rule, or check on a class's attribute); choosing a group colours
+ *  the elements it names (for entities without a GlobalId, the elements they belong to), choosing one
+ *  of them picks it. Issues that belong to no element are listed with their line only. */
+function validatePanel(job, view, state) {
+  const r = job.result || {};
+  const counts = r.counts || {};
+  const list = el("ol", { class: "results", id: "issue-list" });
+  list.append(el("li", { class: `group ${r.valid ? "pass" : "fail"}` },
+    el("strong", {}, r.valid ? "valid" : "not valid"), el("small", {}, ` ${counts.error ?? 0} errors, ${counts.warning ?? 0} warnings`)));
+  for (const group of r.groups || []) {
+    const colour = group.severity === "error" ? COLOURS.fail : COLOURS.warning;
+    const ids = group.global_ids || [];
+    const item = el("li", { class: `pickable ${group.severity === "error" ? "fail" : "warn"}`, "data-group": group.key },
+      el("strong", { style: "overflow-wrap:anywhere" }, group.key), el("small", {}, ` ${group.count}`), el("br"),
+      el("small", {}, group.message ?? ""));
+    const details = el("ul", { class: "failures" });
+    for (const e of group.entities || []) {
+      // An entity without a GlobalId (a representation, a quantity) picks the element it belongs to.
+      const gid = e.global_id ?? e.elements?.[0] ?? null;
+      const label = `${e.entity} ${e.ifc_class ?? ""}${e.line ? ` line ${e.line}` : ""}`;
+      const row = el("li", { class: `element${gid ? " pickable" : ""}`, "data-gid": gid ?? "" }, label);
+      if (gid) row.addEventListener("click", (ev) => { ev.stopPropagation(); state.onPick?.(gid); });
+      details.append(row);
+    }
+    if (group.count > (group.entities || []).length) details.append(el("li", { class: "reason" }, `... ${group.count} in all`));
+    item.append(details);
+    item.addEventListener("click", () => {
+      choose(list, item);
+      const shown = ids.filter((g) => view.elements.has(g));
+      view.highlight(new Map(shown.map((g) => [g, colour])), true);
+      state.focus = { kind: "validation", group: group.key, global_ids: shown };
+      if (shown.length) view.fit(view.boxOf(shown), 600);
+    });
+    list.append(item);
+  }
+  if (r.groups_left_out) list.append(el("li", {}, `${r.groups_left_out} more groups in the report`));
+  if (!(r.groups || []).length) list.append(el("li", {}, "no issues"));
+  return list;
+}
+
+/** The models a result is about where api.js's modelsOf does not know the operation (null: ask it). */
+export function resultModels(job) {
+  return job.operation === "ifcvalidate" ? [{ ifc: job.arguments?.ifc_filename, role: "main" }] : null;
+}
+
+const PANELS = { ifcclash: clashPanel, ifctester: testerPanel, ifcdiff: diffPanel, ifcvalidate: validatePanel };
 
 /** The panel for a job's result, or null when its operation has nothing to show on the model. */
 export function resultsPanel(job, view, state) {
