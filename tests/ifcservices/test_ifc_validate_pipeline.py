@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
-from live_env import live_env
 from invalid_models import write_broken
+from live_env import live_env
 
 from tests.conftest import submit, until
 
