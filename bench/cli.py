@@ -29,6 +29,8 @@ SCENARIOS = {
     "sockets": "many_sockets",
     "fleet": "fleet",
     "burst": "burst",
+    "geometry": "geometry_cache",
+    "ifc_overhead": "real_overhead",
 }
 ALIASES = {str(i): name for i, name in enumerate(SCENARIOS, start=1)}
 

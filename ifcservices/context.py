@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ifcservices.confine import relative_to_root, resolve_input, resolve_output
+from ifcservices.geometry_cache import GeometryCache
 from ifcservices.progress import ProgressFn
 from ifcservices.staging import staged_output
 
@@ -25,6 +26,17 @@ class TaskContext:
     # Geometry threads this task may use: the cores of the service's slots free when it started.
     threads: int = 1
     output_files: list[str] = field(default_factory=list)
+    _geometry_cache: GeometryCache | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        global _current
+        _current = self  # a child process runs one task: tools reach it without a parameter
+
+    def geometry_cache(self) -> GeometryCache:
+        """The geometry cache shared by the services of this data directory, as the settings say."""
+        if self._geometry_cache is None:
+            self._geometry_cache = GeometryCache.configured(self.data_dir)
+        return self._geometry_cache
 
     def input(self, relative: str) -> Path:
         return resolve_input(self.data_dir, relative)
@@ -36,3 +48,11 @@ class TaskContext:
         with staged_output(final) as (temporary, committed):
             yield temporary
         self.output_files.extend(relative_to_root(self.data_dir, path) for path in committed)
+
+
+_current: TaskContext | None = None
+
+
+def current_task() -> TaskContext | None:
+    """The task this process runs (the last ``TaskContext`` made), for code the tool does not hand one."""
+    return _current

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     # Bytes of expected memory (estimated per operation from its inputs' sizes) each service admits at
     # once beside its slots; past it, 503 busy. 0: slots alone.
     service_memory_budget: int = Field(0, ge=0)
+    # Tessellated shapes per (input bytes, geometry settings), shared by convert and clash
+    # (ifcservices/geometry_cache.py): least recently used entries go past this many bytes; 0 turns
+    # it off. The directory defaults to <data dir>/.cache/geometry, shared by every service of it.
+    geometry_cache_bytes: int = Field(2 * 1024**3, ge=0)
+    geometry_cache_dir: Path | None = None
 
     # Webhooks: callback URLs must name one of these hosts (host or host:port, "*.example.com"),
     # so a request can never make ifcflow call into the private network. Empty: no callbacks.

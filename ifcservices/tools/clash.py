@@ -142,7 +142,7 @@ def run(request: IfcClashRequest, ctx: TaskContext) -> dict[str, Any]:
     settings = ClashSettings()
     settings.logger = logging.getLogger("ifcclash")
     settings.logger.setLevel(logging.WARNING)
-    clasher = ReportingClasher(settings, ctx.threads)
+    clasher = ReportingClasher(settings, ctx.threads, ctx.geometry_cache())
     names: dict[str, str] = {}  # resolved path -> the request's name for it
     sets = [_clash_set(request, i, ctx, names) for i in range(len(request.clash_sets))]
 
@@ -192,6 +192,7 @@ def run(request: IfcClashRequest, ctx: TaskContext) -> dict[str, Any]:
         "clash_sets": summaries,
         # Elements left out of the clash test: no geometry, or a shape the tree refused.
         "skipped_elements": clasher.skipped.as_result(),
+        "geometry_cache": clasher.cache_stats(),
     }
     if earlier is not None:
         result["previous"] = request.previous

@@ -1,10 +1,15 @@
 """IFC to glTF binary, OBJ, COLLADA, STEP, IGES, SVG or Turtle with the ifcopenshell.geom serializers,
-as IfcConvert does: one geometry iterator feeding one serializer chosen by the output's extension."""
+as IfcConvert does: one geometry iterator feeding one serializer chosen by the output's extension.
+
+The triangulations it makes are kept in the geometry cache (``ifcservices.geometry_cache``): a later
+convert or clash of the same bytes under the same geometry settings rebuilds them from there instead of
+tessellating the model again."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -13,8 +18,10 @@ import ifcopenshell.geom
 import ifcopenshell.ifcopenshell_wrapper as wrapper
 
 from contracts.requests import IfcConvertRequest
+from ifcservices.cached_shapes import Recorder, rebuild
 from ifcservices.context import TaskContext
 from ifcservices.errors import BadInput
+from ifcservices.geometry_cache import GeometryCache, content_digest, entry_key
 from ifcservices.ifcfiles import open_ifc, parser_log
 from ifcservices.skipped import fail_if_nothing_done
 from ifcservices.tools import convert_options, geometry_report
@@ -32,6 +39,10 @@ SERIALIZERS = {
     "ttl": "ttl",
 }
 DEFAULT_EXCLUDE = convert_options.DEFAULT_EXCLUDE
+# Serializers that write the same bytes from shapes rebuilt out of the geometry cache as from the
+# iterator's (tested); COLLADA orders and shares materials by the styles' IFC instances, which rebuilt
+# styles do not have, so it (and the rest) always tessellates, while still filling the cache.
+CACHE_READERS = {"glb", "obj"}
 
 
 def geometry_settings(request: IfcConvertRequest) -> tuple[ifcopenshell.geom.settings, list[str]]:
@@ -72,6 +83,60 @@ def _write_log(ctx: TaskContext, relative: str, lines: list[str], fmt: str | Non
         path.write_text(text, encoding="utf-8")
 
 
+def _recorder(
+    cache: GeometryCache, source: Path, model: ifcopenshell.file, filters: dict[str, list[Any]],
+    settings: ifcopenshell.geom.settings, library: str,
+) -> tuple[str, Recorder] | None:
+    """The cache entry's key and what records into it, or None when nothing will be kept."""
+    if not cache.enabled or settings.get("iterator-output") == wrapper.NATIVE:
+        return None
+    covered = convert_options.iterated_products(model, filters)
+    return entry_key(content_digest(source), settings, library), Recorder(covered, cache.max_bytes)
+
+
+def _from_cache(
+    cache: GeometryCache, recording: tuple[str, Recorder], model: ifcopenshell.file,
+    settings: ifcopenshell.geom.settings,
+) -> list[Any] | None:
+    """Every shape the iterator would yield, rebuilt with its styles from an entry that has them all
+    (in the order it yielded them), or None."""
+    key, recorder = recording
+    covered = recorder.shapes.covered
+    entry = cache.load(key)
+    if entry is None or not covered <= entry.covered or not (entry.empty & covered) <= entry.elements.keys():
+        return None
+    shapes, failed = rebuild(settings, model, entry, [i for i in entry.elements if i in covered], styled=True)
+    return None if failed else shapes
+
+
+def _iterated(
+    iterator: ifcopenshell.geom.iterator, recorder: Recorder | None
+) -> Iterator[tuple[Any, float]]:
+    """Each shape the iterator yields (recorded for the cache) and the percentage done."""
+    if not iterator.initialize():
+        return
+    while True:
+        shape = iterator.get()  # type: ignore[no-untyped-call]
+        if recorder is not None:
+            (recorder.add_empty if geometry_report.is_empty(shape) else recorder.add)(shape)
+        yield shape, iterator.progress()
+        if not iterator.next():
+            break
+
+
+def _cached(shapes: list[Any]) -> Iterator[tuple[Any, float]]:
+    for n, shape in enumerate(shapes, start=1):
+        yield shape, 100 * n / len(shapes)
+
+
+def _keep(cache: GeometryCache, recording: tuple[str, Recorder] | None) -> None:
+    if recording is None or (shapes := recording[1].result()) is None:
+        return
+    key = recording[0]
+    known = cache.load(key)  # a clash's entry of other elements of the model: kept beside ours
+    cache.store(key, known.merge(shapes) if known is not None else shapes)
+
+
 def run(request: IfcConvertRequest, ctx: TaskContext) -> dict[str, Any]:
     """Convert ``request.input_filename``; the format is the output file's extension."""
     suffix = PurePosixPath(request.output_filename).suffix.lower().lstrip(".")
@@ -97,24 +162,32 @@ def run(request: IfcConvertRequest, ctx: TaskContext) -> dict[str, Any]:
         serializer.writeHeader()
         ctx.progress(5, "creating geometry")
         threads = convert_options.threads(request, ctx.threads)
-        iterator = ifcopenshell.geom.iterator(
-            settings, model, threads, geometry_library=library, **filters,  # type: ignore[arg-type]
-        )
-        if iterator.initialize():
-            while True:
-                shape = iterator.get()  # type: ignore[no-untyped-call]
-                serializer.write(shape)
-                yielded.add(shape.id)
-                if geometry_report.is_empty(shape):
-                    empty.add(shape.id)
-                count += 1
-                ctx.progress(5 + 0.9 * iterator.progress(), "creating geometry")
-                if not iterator.next():
-                    break
+        cache = ctx.geometry_cache()
+        recording = _recorder(cache, source, model, filters, settings, library)
+        readable = recording is not None and SERIALIZERS[suffix] in CACHE_READERS
+        cached = _from_cache(cache, recording, model, settings) if readable and recording is not None else None
+        if cached is not None:
+            cache.stats.hits += 1
+            shapes = _cached(cached)
+        else:
+            cache.stats.misses += recording is not None
+            iterator = ifcopenshell.geom.iterator(
+                settings, model, threads, geometry_library=library, **filters,  # type: ignore[arg-type]
+            )
+            shapes = _iterated(iterator, recording[1] if recording is not None else None)
+        for shape, done in shapes:
+            serializer.write(shape)
+            yielded.add(shape.id)
+            if geometry_report.is_empty(shape):
+                empty.add(shape.id)
+            count += 1
+            ctx.progress(5 + 0.9 * done, "creating geometry")
         ctx.progress(96, "writing output")
         serializer.finalize()
         del serializer  # closes the file before it is renamed into place
         size = output.stat().st_size
+    if cached is None:
+        _keep(cache, recording)
     expected = geometry_report.expected_elements(model, filters)
     missing = geometry_report.without_geometry(settings, expected, yielded, empty)
     if request.model:  # a plan of curves may rightly find none in a model of solids
@@ -138,4 +211,5 @@ def run(request: IfcConvertRequest, ctx: TaskContext) -> dict[str, Any]:
         "elements_without_geometry": missing.as_result(),
         "ignored_options": ignored,
         "threads": threads,  # geometry threads: the service's free cores when the job started
+        "geometry_cache": cache.stats.as_result(),
     }

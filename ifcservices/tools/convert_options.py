@@ -112,6 +112,19 @@ def filters(model: ifcopenshell.file, request: IfcConvertRequest) -> dict[str, l
     return {side: chosen} if chosen else {}
 
 
+def iterated_products(model: ifcopenshell.file, filters: dict[str, list[Any]]) -> set[int]:
+    """The products the iterator surely considers under ``filters`` (for the geometry cache: a product
+    listed here and not yielded has no geometry). Where ifcopenshell could read a class filter either
+    way (with its subclasses or without), the reading that lists fewer products is taken."""
+    chosen = filters.get("include", filters.get("exclude", []))
+    names = {item for item in chosen if isinstance(item, str)}
+    ids = {item.id() for item in chosen if not isinstance(item, str)}
+    products: list[Any] = list(model.by_type("IfcProduct"))
+    if "include" in filters:
+        return ids | {p.id() for p in products if p.is_a() in names}
+    return {p.id() for p in products if p.id() not in ids and not any(p.is_a(name) for name in names)}
+
+
 # Why each ignored flag changes nothing (for the conversion log).
 WHY_IGNORED: dict[str, str] = {"merge_boolean_operands": "not in ifcopenshell 0.9", **NO_EFFECT}
 
