@@ -24,7 +24,7 @@ from contracts.requests import REQUEST_MODELS
 from ifcservices import testhooks
 from ifcservices.confine import resolve
 from ifcservices.context import TaskContext
-from ifcservices.errors import ServiceError
+from ifcservices.errors import ServiceError, is_storage_full
 from ifcservices.limits import apply_in_child, is_out_of_memory_error, memory_message
 from ifcservices.progress import PipeProgress
 from ifcservices.staging import list_staging_in
@@ -130,6 +130,9 @@ def child_main(job: ChildJob, conn: Connection) -> None:
         _log_failure(op.value, subject)
         if is_out_of_memory_error(exc):
             _write_json(workdir, ERROR_FILE, _out_of_memory(job, tool.verb, subject))
+        elif is_storage_full(exc):  # a scratch or cache write outside an output: the disk, not the model
+            message = f"storage full while {tool.verb} {subject}: {exc}"
+            _write_json(workdir, ERROR_FILE, _error("storage_full", message, 507))
         else:
             detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             message = f"{op.value} failed on {subject}: {detail}"

@@ -45,7 +45,7 @@ class TaskContext:
     def output(self, relative: str) -> Iterator[Path]:
         """Yield a temporary path to write ``relative`` to; it is renamed into place on success."""
         final = resolve_output(self.data_dir, relative)
-        with staged_output(final) as (temporary, committed):
+        with staged_output(final, self.data_dir) as (temporary, committed):
             yield temporary
         self.output_files.extend(relative_to_root(self.data_dir, path) for path in committed)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 from contracts.wire import ErrorInfo
 
 
@@ -69,3 +71,38 @@ class NothingProcessed(BadInput):
     """Every element of the model failed in the tool: skipping them would leave an empty result."""
 
     error_type = "nothing_processed"
+
+
+# errno values that mean "the storage is full": no space, over quota, over the file-size limit.
+STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class StorageFull(ServiceError):
+    """An output could not be written whole because the storage is full (507, Insufficient Storage).
+
+    Not retried: a full disk seldom frees itself within a retry's backoff, and every retry would fill
+    it again with another partial output; ``POST /jobs/{id}/requeue`` runs the job once there is room.
+    The message always starts with ``storage full``.
+    """
+
+    status_code = 507
+    error_type = "storage_full"
+
+
+class OutputIncomplete(ServiceError):
+    """The tool said it succeeded but its output is empty or shorter than it declares (500)."""
+
+    status_code = 500
+    error_type = "output_incomplete"
+
+
+def is_storage_full(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is the storage saying it is full."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in STORAGE_FULL_ERRNOS:
+            return True
+        current = current.__cause__ or current.__context__
+    return False

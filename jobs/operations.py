@@ -86,7 +86,7 @@ async def _execute(
         on_progress=on_progress,
     )
     if cache:
-        await result_cache.remember(redis, cache_key, outputs, result, settings.cache_ttl)
+        await result_cache.remember(redis, settings.data_dir, cache_key, outputs, result, settings.cache_ttl)
     return result
 
 

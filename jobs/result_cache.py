@@ -26,10 +26,12 @@ def _file_digest(path: Path) -> str:
 
 
 async def content_hash(redis: ArqRedis, data_dir: Path, rel: str) -> str:
-    """sha256 of a data-dir file's bytes, remembered by path, size and mtime."""
+    """sha256 of a data-dir file's bytes, remembered by path, size, mtime, ctime and inode."""
     path = data_dir / rel
     st = await asyncio.to_thread(path.stat)
-    stamp = f"{st.st_size}:{st.st_mtime_ns}"
+    # ctime and the inode change on every rewrite or rename onto the path, even one that restores
+    # size and mtime (a copy with copy2, os.utime): a remembered hash is never another file's.
+    stamp = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
     key = keys.FILE_HASH + hashlib.sha1(rel.encode(), usedforsecurity=False).hexdigest()
     known = await redis.get(key)
     if known and known.decode().startswith(stamp + ":"):
@@ -76,10 +78,26 @@ def _place(src: Path, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
+async def _unchanged(redis: ArqRedis, data_dir: Path, rel: str, recorded: dict[str, Any]) -> bool:
+    """Whether ``rel`` still holds the bytes recorded when the entry was stored (size first: cheap)."""
+    try:
+        size = (await asyncio.to_thread((data_dir / rel).stat)).st_size
+        if size != recorded.get("size"):
+            return False
+        return await content_hash(redis, data_dir, rel) == recorded.get("sha256")
+    except OSError:  # gone, or no longer a readable file
+        return False
+
+
 async def reuse(
     redis: ArqRedis, data_dir: Path, key: str, outputs: dict[str, str]
 ) -> dict[str, Any] | None:
-    """The cached result rewritten for this job's output paths, or None (a miss, or outputs gone)."""
+    """The cached result rewritten for this job's output paths, or None (a miss).
+
+    Every cached output must still hold the bytes it had when the entry was stored (sha256 and size):
+    one overwritten by another job, or removed, makes a miss and drops the entry, so a hit never links
+    another model's bytes as this job's result.
+    """
     raw = await redis.get(keys.RESULT_CACHE + key)
     if raw is None:
         return None
@@ -94,8 +112,12 @@ async def reuse(
         for other in entry["result"].get("output_files", []):
             if other not in entry["outputs"].values() and other.startswith(old_stem):
                 renames[other] = new_stem + other[len(old_stem):]  # e.g. model.mtl beside model.obj
-    if not all((data_dir / old).is_file() for old in renames):
-        return None
+    files: dict[str, dict[str, Any]] = entry.get("files") or {}
+    # An entry from before outputs were recorded cannot be checked: a miss like a changed output.
+    for old in renames:
+        if old not in files or not await _unchanged(redis, data_dir, old, files[old]):
+            await redis.delete(keys.RESULT_CACHE + key)
+            return None
     for old, new in renames.items():
         if old != new:
             await asyncio.to_thread(_place, data_dir / old, data_dir / new)
@@ -105,5 +127,16 @@ async def reuse(
     return {**json.loads(text), "cached": True}
 
 
-async def remember(redis: ArqRedis, key: str, outputs: dict[str, str], result: dict[str, Any], ttl: int) -> None:
-    await redis.set(keys.RESULT_CACHE + key, json.dumps({"result": result, "outputs": outputs}), ex=ttl)
+async def remember(
+    redis: ArqRedis, data_dir: Path, key: str, outputs: dict[str, str], result: dict[str, Any], ttl: int
+) -> None:
+    """Store ``result`` under ``key`` with each output's sha256 and size, which ``reuse`` checks."""
+    files: dict[str, dict[str, Any]] = {}
+    for rel in {*outputs.values(), *result.get("output_files", [])}:
+        try:
+            size = (await asyncio.to_thread((data_dir / rel).stat)).st_size
+            files[rel] = {"sha256": await content_hash(redis, data_dir, rel), "size": size}
+        except OSError:
+            return  # an output already gone: nothing to reuse
+    entry = {"result": result, "outputs": outputs, "files": files}
+    await redis.set(keys.RESULT_CACHE + key, json.dumps(entry), ex=ttl)

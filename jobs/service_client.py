@@ -20,6 +20,7 @@ ProgressCallback = Callable[[float, str], Awaitable[None]]
 # The job's own time limit (arq's per-function timeout) bounds the whole call; this only bounds connecting.
 _TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=10)
 _MAX_DETAIL = 2000
+STORAGE_FULL_STATUS = 507  # Insufficient Storage: ifcservices.errors.StorageFull
 
 
 async def _error_detail(resp: aiohttp.ClientResponse) -> tuple[str, str | None]:
@@ -100,6 +101,12 @@ async def call_service(
     try:
         async with session.post(url, json=body, headers=headers, timeout=_TIMEOUT) as resp:
             status = resp.status
+            if resp.status == STORAGE_FULL_STATUS:
+                # The service's storage is full: failed at once, not retried (a retry would fill it
+                # again with another partial output); requeue the job once there is room.
+                detail, kind = await _error_detail(resp)
+                raise JobError(ErrorInfo(type=kind or "storage_full", message=detail, service=service,
+                                         status_code=resp.status))
             if resp.status == 429 or resp.status >= 500:
                 detail, kind = await _error_detail(resp)
                 raise TransientServiceError(

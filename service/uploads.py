@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
 import tempfile
@@ -21,6 +23,8 @@ ALLOWED_SUFFIXES: dict[str, frozenset[str]] = {
 }
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 _UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._-]+")
+# errno values that mean the storage is full (as ifcservices.errors, which the gateway does not import).
+STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _STEM_MAX = 180  # the RQ system's limit: names stay far below any file system's
 
 
@@ -148,6 +152,9 @@ async def receive_upload(request: Request, dest_dir: Path, file_type: str, max_b
         parser.finalize()
         if state.sink is None or not state.done or state.filename is None:
             raise UploadRefused(422, "file: missing; send it in a multipart field named 'file'")
+        state.sink.flush()
+        # Quotas and network file systems report a failed write only on flush: before the rename.
+        os.fsync(state.sink.fileno())
         state.sink.close()
         os.replace(state.sink.name, dest_dir / state.filename)
         return Upload(state.filename, state.size, state.original)
@@ -155,7 +162,17 @@ async def receive_upload(request: Request, dest_dir: Path, file_type: str, max_b
         if isinstance(exc, UploadRefused):
             raise
         raise UploadRefused(400, f"malformed multipart body: {exc}") from None
+    except OSError as exc:
+        if exc.errno not in STORAGE_FULL_ERRNOS:
+            raise
+        # Not the gateway's fault nor Redis's (the app's OSError handler would say so): 507, the reason.
+        name = f"uploads/{state.filename}" if state.filename else "uploads/"
+        reason = os.strerror(exc.errno or errno.ENOSPC).lower()
+        raise UploadRefused(507, f"storage full: {reason} writing {name}") from exc
     finally:
         if state.sink is not None:
-            state.sink.close()
+            # Closing flushes what is buffered, which fails again on a full disk: the partial file
+            # is removed all the same.
+            with contextlib.suppress(OSError):
+                state.sink.close()
             Path(state.sink.name).unlink(missing_ok=True)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
+import structlog
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 
@@ -16,21 +17,27 @@ from service.deps import ApiKeyDep, SettingsDep
 from service.schemas import FileInfo, UploadResult
 from service.uploads import UploadRefused, receive_upload
 
+log = structlog.get_logger("service.files")
 router = APIRouter(tags=["files"])
 _MAX_LISTED = 5000
 
 
-@router.post("/upload/{file_type}", response_model=UploadResult, status_code=201)
+@router.post("/upload/{file_type}", response_model=UploadResult, status_code=201,
+             responses={507: {"description": "storage full: the data directory's disk (or quota) is full"}})
 async def upload(
     file_type: Literal["ifc", "ids", "bcf", "csv"], request: Request, settings: SettingsDep, _: ApiKeyDep
 ) -> UploadResult:
     """Upload a file (multipart field ``file``) into ``uploads/``; 413 over the size limit. A name with
-    spaces or other characters is stored in the RQ system's safe form (``original_filename`` keeps it)."""
+    spaces or other characters is stored in the RQ system's safe form (``original_filename`` keeps it).
+    507 when the disk is full ("storage full: ..."); the partial file is removed."""
     try:
         upload = await receive_upload(
             request, settings.data_dir / "uploads", file_type, settings.max_upload_bytes
         )
     except UploadRefused as exc:
+        if exc.status_code == 507:
+            # The disk, not the request nor the gateway: a warning for the operator, no traceback.
+            log.warning("upload.storage_full", file_type=file_type, detail=exc.message)
         if exc.status_code == 422:  # the shape FastAPI documents for 422
             raise HTTPException(422, [{"loc": ["body", "file"], "msg": exc.message, "type": "value_error"}]) from None
         raise HTTPException(exc.status_code, exc.message) from None
