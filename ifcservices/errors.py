@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import errno
-
+from contracts.storage_full import storage_full_cause
 from contracts.wire import ErrorInfo
 
 
@@ -73,10 +72,6 @@ class NothingProcessed(BadInput):
     error_type = "nothing_processed"
 
 
-# errno values that mean "the storage is full": no space, over quota, over the file-size limit.
-STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-
-
 class StorageFull(ServiceError):
     """An output could not be written whole because the storage is full (507, Insufficient Storage).
 
@@ -98,11 +93,4 @@ class OutputIncomplete(ServiceError):
 
 def is_storage_full(error: BaseException) -> bool:
     """Whether ``error`` (or what caused it) is the storage saying it is full."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.errno in STORAGE_FULL_ERRNOS:
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    return storage_full_cause(error) is not None

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 
 import structlog
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
+from contracts.storage_full import storage_full_reason
 from contracts.wire import NDJSON, ErrorBody, ErrorEvent, ProgressEvent
 from ifcservices.errors import Busy, ServiceError, StorageFull, is_storage_full
 from ifcservices.service import RETRY_AFTER_SECONDS
@@ -34,9 +34,8 @@ def _unexpected(error: BaseException) -> ServiceError:
     if is_storage_full(error):
         # The service's own scratch space (a child's work folder) is full: the same clear failure as
         # a full data directory, a warning rather than a traceback.
-        reason = os.strerror(error.errno) if isinstance(error, OSError) and error.errno else "No space left on device"
         log.warning("storage full", error=str(error))
-        return StorageFull(f"storage full: {reason.lower()} in the IFC service's work folder")
+        return StorageFull(f"storage full: {storage_full_reason(error)} in the IFC service's work folder")
     log.error("operation failed unexpectedly", exc_info=error)
     return ServiceError("internal error in the IFC service")
 

@@ -20,7 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ifcservices.errors import STORAGE_FULL_ERRNOS, OutputIncomplete, ServiceError, StorageFull, is_storage_full
+from contracts.storage_full import STORAGE_FULL_ERRNOS, storage_full_reason
+from ifcservices.errors import OutputIncomplete, ServiceError, StorageFull, is_storage_full
 
 STAGING_PREFIX = ".staging-"
 # In the child's work folder: one staging folder path per line.
@@ -60,22 +61,7 @@ def _label(final: Path, root: Path | None) -> str:
 
 
 def _storage_full(label: str, error: BaseException | None = None) -> StorageFull:
-    reason = "no space left on device"
-    if isinstance(error, OSError) and error.errno in STORAGE_FULL_ERRNOS:
-        reason = os.strerror(error.errno).lower()
-    return StorageFull(f"storage full: {reason} writing {label}")
-
-
-def _errno_cause(error: BaseException) -> BaseException:
-    """The OSError with a storage-full errno in ``error``'s chain, or ``error`` itself."""
-    current: BaseException | None = error
-    for _ in range(16):  # chains are short; a cycle must not hang the child
-        if current is None:
-            break
-        if isinstance(current, OSError) and current.errno in STORAGE_FULL_ERRNOS:
-            return current
-        current = current.__cause__ or current.__context__
-    return error
+    return StorageFull(f"storage full: {storage_full_reason(error)} writing {label}")
 
 
 def _room_left(folder: Path) -> bool:
@@ -194,12 +180,12 @@ def staged_output(final: Path, root: Path | None = None) -> Iterator[tuple[Path,
         except ServiceError as exc:
             # A tool's own error for a failed write (fetch's "download failed") still names its cause.
             if is_storage_full(exc):
-                raise _storage_full(label, _errno_cause(exc)) from exc
+                raise _storage_full(label, exc) from exc
             raise
         except Exception as exc:
             # Libraries wrap a failed write in their own errors; a disk still full says what happened.
             if is_storage_full(exc) or not _room_left(staging):
-                raise _storage_full(label, _errno_cause(exc)) from exc
+                raise _storage_full(label, exc) from exc
             raise
         _check_and_commit(staging, final, committed, label)
     finally:

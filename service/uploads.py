@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 import tempfile
@@ -15,6 +14,8 @@ from typing import IO, NamedTuple
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
+from contracts.storage_full import STORAGE_FULL_ERRNOS, storage_full_reason
+
 ALLOWED_SUFFIXES: dict[str, frozenset[str]] = {
     "ifc": frozenset({".ifc", ".ifczip", ".ifcxml"}),
     "ids": frozenset({".ids", ".xml"}),
@@ -23,8 +24,6 @@ ALLOWED_SUFFIXES: dict[str, frozenset[str]] = {
 }
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 _UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._-]+")
-# errno values that mean the storage is full (as ifcservices.errors, which the gateway does not import).
-STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _STEM_MAX = 180  # the RQ system's limit: names stay far below any file system's
 
 
@@ -167,8 +166,7 @@ async def receive_upload(request: Request, dest_dir: Path, file_type: str, max_b
             raise
         # Not the gateway's fault nor Redis's (the app's OSError handler would say so): 507, the reason.
         name = f"uploads/{state.filename}" if state.filename else "uploads/"
-        reason = os.strerror(exc.errno or errno.ENOSPC).lower()
-        raise UploadRefused(507, f"storage full: {reason} writing {name}") from exc
+        raise UploadRefused(507, f"storage full: {storage_full_reason(exc)} writing {name}") from exc
     finally:
         if state.sink is not None:
             # Closing flushes what is buffered, which fails again on a full disk: the partial file

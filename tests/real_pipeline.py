@@ -25,7 +25,8 @@ class Pipeline:
     services: Process
 
 
-def _start_services(data_dir: Path, log_path: Path, env: dict[str, str]) -> tuple[str, Process]:
+def start_services(data_dir: Path, log_path: Path, env: dict[str, str]) -> tuple[str, Process]:
+    """``python -m ifcservices all`` on a free port, returned once its ``/health`` answers: (base URL, process)."""
     port = free_port()
     proc = Process([sys.executable, "-m", "ifcservices", "all", "--host", "127.0.0.1", "--port", str(port),
                     "--data-dir", str(data_dir)], env, log_path)
@@ -49,7 +50,7 @@ def real_pipeline(redis_url: str, data_dir: Path, logs: Path, sync_redis: redis.
     """Services, gateway and worker on ``data_dir`` (``extra``: more ``IFCFLOW_*`` variables)."""
     # The geometry cache would share the (small) disk under test: off, so only outputs take room.
     service_env = {"IFCFLOW_GEOMETRY_CACHE_BYTES": "0", **extra}
-    base, services = _start_services(data_dir, logs / "ifcservices.log", service_env)
+    base, services = start_services(data_dir, logs / "ifcservices.log", service_env)
     env = {**live_env(redis_url, data_dir, base), **extra}
     gateway = worker = None
     try:

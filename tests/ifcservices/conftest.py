@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from ifcmodels import CONCURRENCY, FIRE_RATING_IDS, GRID, REPO, SAMPLES, WALLS, build_walls, free_port, grid_walls
+from ifcmodels import CONCURRENCY, FIRE_RATING_IDS, GRID, SAMPLES, WALLS, build_walls, grid_walls
 
 from ifcservices import testhooks
 from ifcservices.combined import create_combined_app
+from tests.real_pipeline import start_services
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -75,47 +73,8 @@ async def client(data_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture(scope="session")
 def live_services(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real ``python -m ifcservices all`` process on a free port; yields its base URL."""
-    port = free_port()
     log_path = tmp_path_factory.mktemp("logs") / "ifcservices.log"
-    log_file = log_path.open("wb")
-    env = {**os.environ, testhooks.ENV_VAR: "1", "IFCFLOW_SERVICE_CONCURRENCY": str(CONCURRENCY)}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ifcservices",
-            "all",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            raise AssertionError(f"ifcservices exited early: {log_path.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError("ifcservices did not answer /health within 60 s")
-        time.sleep(0.1)
+    env = {testhooks.ENV_VAR: "1", "IFCFLOW_SERVICE_CONCURRENCY": str(CONCURRENCY)}
+    base, process = start_services(data_dir, log_path, env)
     yield base
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    log_file.close()
+    process.stop()
