@@ -31,6 +31,7 @@ SCENARIOS = {
     "burst": "burst",
     "geometry": "geometry_cache",
     "ifc_overhead": "real_overhead",
+    "fair_share": "fair_share",
 }
 ALIASES = {str(i): name for i, name in enumerate(SCENARIOS, start=1)}
 

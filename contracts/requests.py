@@ -40,18 +40,21 @@ class OperationRequest(BaseModel):
 
 
 class VersionPins(BaseModel):
-    """The RQ system's object-storage version pins. ifcflow keeps one version of each file, so a pin
-    cannot be honoured: one that is set is refused rather than a different version processed."""
+    """Which version of each input a job reads, as ifcpipeline's ``VersionPinOptional`` (its
+    ``shared.object_storage.pin_for``): ``input_version_ids[<name as in the request>]``, else
+    ``input_version_id`` for the main input, else the latest when the job is submitted. A version is
+    the sha256 an upload answered with (``version_id``). The gateway resolves them at submit: the job
+    records ``input_version_ids`` for every input, keyed by its stored path, and reads those bytes
+    whatever is uploaded under the same names later."""
 
     input_version_id: str | None = Field(None, max_length=200)
-    input_version_ids: dict[str, str] | None = None
+    input_version_ids: dict[str, str] | None = Field(None, max_length=64)
     input_audit_id: int | None = None
 
     @model_validator(mode="after")
-    def _no_pins(self) -> VersionPins:
-        for name in ("input_version_id", "input_version_ids", "input_audit_id", "old_version_id", "new_version_id"):
-            if getattr(self, name, None) is not None:
-                raise ValueError(f"{name}: ifcflow keeps no file versions (no object storage); leave it out")
+    def _no_audit_pin(self) -> VersionPins:
+        if self.input_audit_id is not None:
+            raise ValueError("input_audit_id: ifcflow has no audit database; pin a version with input_version_id")
         return self
 
 
@@ -207,7 +210,7 @@ class IfcTesterRequest(OperationRequest, VersionPins):
 VALIDATE_FORMATS = ("json", "html", "bcf")
 
 
-class IfcValidateRequest(OperationRequest):
+class IfcValidateRequest(OperationRequest, VersionPins):
     """ifcflow's own (the RQ system had none): the model against its schema, and its EXPRESS rules."""
 
     ifc_filename: InputPath

@@ -20,6 +20,7 @@ from ifcservices.limits import JobLimits
 from ifcservices.responses import Event, error_response, json_answer, ndjson_lines, wants_ndjson
 from ifcservices.runner import warm_up
 from ifcservices.service import ServiceRuntime
+from ifcservices.stored import StoreAccess
 
 log = structlog.get_logger("ifcservices.app")
 
@@ -35,7 +36,7 @@ def _operation_route(runtime: ServiceRuntime, op: Operation) -> Callable[[Reques
             job_id=request.headers.get(JOB_ID_HEADER),
         )
         try:
-            parsed = runtime.parse(op, await request.body())
+            parsed = await runtime.parse(op, await request.body())
         except ServiceError as error:
             bound.info("request refused", status=error.status_code, error=error.message)
             return error_response(service, error)
@@ -94,20 +95,28 @@ def add_routes(app: FastAPI, runtime: ServiceRuntime) -> None:
 
 @asynccontextmanager
 async def runtimes_lifespan(runtimes: list[ServiceRuntime]) -> AsyncIterator[None]:
-    """Start the fork server before the first request; kill leftover children on shutdown."""
-    await asyncio.to_thread(warm_up)
+    """Open the store and start the fork server before the first request; kill leftover children
+    and close the store on shutdown."""
+    stores = list({id(r.store): r.store for r in runtimes}.values())  # the combined app shares one
+    for store in stores:
+        await store.start()
     try:
+        await asyncio.to_thread(warm_up)
         yield
     finally:
         for runtime in runtimes:
             await asyncio.to_thread(runtime.runner.kill_all)
+        for store in stores:
+            await store.close()
 
 
 def create_service_app(
-    service: str, *, data_dir: Path, concurrency: int = 0, limits: JobLimits | None = None
+    service: str, *, data_dir: Path, concurrency: int = 0, limits: JobLimits | None = None,
+    store: StoreAccess | None = None,
 ) -> FastAPI:
-    """The FastAPI app of ``service`` (one of ``contracts.operations.SERVICES``)."""
-    runtime = ServiceRuntime(service, data_dir=data_dir, concurrency=concurrency, limits=limits)
+    """The FastAPI app of ``service`` (one of ``contracts.operations.SERVICES``); ``store`` by default
+    the one ``IFCFLOW_STORAGE_URL`` names, else ``data_dir`` itself."""
+    runtime = ServiceRuntime(service, data_dir=data_dir, concurrency=concurrency, limits=limits, store=store)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

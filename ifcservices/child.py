@@ -13,7 +13,7 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,10 @@ class ChildJob:
     # Limits of this child (``ifcservices.limits``): bytes of address space, seconds of CPU; 0 is none.
     memory_limit: int = 0
     cpu_limit: int = 0
+    # Inputs pinned to a version other than what their path holds (local backend): path -> version file.
+    pinned: dict[str, str] = field(default_factory=dict)
+    # The geometry cache's folder when the settings name none ("": under the data directory).
+    geometry_cache_dir: str = ""
 
 
 def _finite(value: Any) -> Any:
@@ -110,7 +114,11 @@ def child_main(job: ChildJob, conn: Connection) -> None:
     op = Operation(job.operation)
     tool = TOOLS[op]
     progress = PipeProgress(conn)
-    ctx = TaskContext(data_dir=Path(job.data_dir), progress=progress, threads=job.threads)
+    ctx = TaskContext(
+        data_dir=Path(job.data_dir), progress=progress, threads=job.threads,
+        pinned={key: Path(path) for key, path in job.pinned.items()},
+        geometry_cache_dir=Path(job.geometry_cache_dir) if job.geometry_cache_dir else None,
+    )
     subject = job.operation
     try:
         request = REQUEST_MODELS[op].model_validate(job.request)

@@ -12,15 +12,22 @@ from contracts.operations import SERVICES
 from ifcservices.app import create_service_app, install_error_handlers, runtimes_lifespan
 from ifcservices.limits import JobLimits
 from ifcservices.service import ServiceRuntime
+from ifcservices.stored import StoreAccess
+from settings import get_settings
 
 
-def create_combined_app(*, data_dir: Path, concurrency: int = 0, limits: JobLimits | None = None) -> FastAPI:
+def create_combined_app(
+    *, data_dir: Path, concurrency: int = 0, limits: JobLimits | None = None, store: StoreAccess | None = None
+) -> FastAPI:
     """One app mounting each service's app at ``/<service>``; ``GET /health`` reports them all.
 
-    With it on port P, ``IFCFLOW_IFCCONVERT_URL=http://host:P/ifcconvert`` and so on.
+    With it on port P, ``IFCFLOW_IFCCONVERT_URL=http://host:P/ifcconvert`` and so on. The services
+    share one store (and on S3 one input cache: a model two services read is fetched once).
     """
+    store = store or StoreAccess.from_settings(get_settings(), data_dir)
     apps = {
-        name: create_service_app(name, data_dir=data_dir, concurrency=concurrency, limits=limits) for name in SERVICES
+        name: create_service_app(name, data_dir=data_dir, concurrency=concurrency, limits=limits, store=store)
+        for name in SERVICES
     }
     runtimes: list[ServiceRuntime] = [sub.state.runtime for sub in apps.values()]
 

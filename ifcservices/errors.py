@@ -94,3 +94,10 @@ class OutputIncomplete(ServiceError):
 def is_storage_full(error: BaseException) -> bool:
     """Whether ``error`` (or what caused it) is the storage saying it is full."""
     return storage_full_cause(error) is not None
+
+
+class StoreUnavailable(ServiceError):
+    """The object store (S3) could not be reached or refused a read or write: the worker retries (503)."""
+
+    status_code = 503
+    error_type = "storage_unavailable"

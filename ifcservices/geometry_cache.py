@@ -208,11 +208,13 @@ class GeometryCache:
         return self.max_bytes > 0
 
     @classmethod
-    def configured(cls, data_dir: Path) -> GeometryCache:
+    def configured(cls, data_dir: Path, default_dir: Path | None = None) -> GeometryCache:
         """The cache as the settings say (``IFCFLOW_GEOMETRY_CACHE_BYTES``, ``IFCFLOW_GEOMETRY_CACHE_DIR``;
-        by default ``<data dir>/.cache/geometry``, hidden from file listings)."""
+        by default ``default_dir``, else ``<data dir>/.cache/geometry``, hidden from file listings). On
+        the S3 backend a job's data directory is its own scratch folder, removed after it: the service
+        passes a ``default_dir`` that outlives it."""
         settings = get_settings()
-        directory = settings.geometry_cache_dir or data_dir / ".cache" / "geometry"
+        directory = settings.geometry_cache_dir or default_dir or data_dir / ".cache" / "geometry"
         return cls(directory, settings.geometry_cache_bytes)
 
     def path(self, key: str) -> Path:

@@ -13,16 +13,16 @@ import structlog
 from pydantic import ValidationError
 
 from contracts.operations import Operation
-from contracts.paths import PathRole, path_fields
 from contracts.requests import REQUEST_MODELS, OperationRequest
 from ifcservices.admission import MemoryAdmission, estimate
 from ifcservices.child import ChildJob
-from ifcservices.confine import check_request_paths, resolve
 from ifcservices.errors import BadInput, Busy
 from ifcservices.limiter import SlotLimiter
 from ifcservices.limits import JobLimits
 from ifcservices.runner import ProcessRunner, add_preload
+from ifcservices.stored import Input, StoreAccess
 from ifcservices.tools import TOOLS, main_input, modules_of, operations_of
+from settings import get_settings
 
 log = structlog.get_logger("ifcservices.service")
 
@@ -30,22 +30,23 @@ log = structlog.get_logger("ifcservices.service")
 RETRY_AFTER_SECONDS = 5
 
 
-def input_bytes(request: OperationRequest, data_dir: Path) -> int:
-    """The size of a request's input files together (what its CPU budget grows with)."""
-    total = 0
-    for _loc, role, owner, name in path_fields(request):
-        if role is PathRole.input:
-            try:
-                total += resolve(data_dir, getattr(owner, name)).stat().st_size
-            except OSError:
-                continue  # checked at parse time; gone since, the child reports it
-    return total
-
-
 def threads_for(cores: int, capacity: int, free_slots: int) -> int:
     """Geometry threads of a job starting with ``free_slots`` slots free, its own included: the cores
     of those slots, so a lone job uses every core and jobs started together share them."""
     return max(1, cores * free_slots // capacity)
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A request as checked: its model, and each input by path with the version it reads."""
+
+    request: OperationRequest
+    inputs: dict[str, Input]
+
+    @property
+    def input_bytes(self) -> int:
+        """The size of the inputs together (what a job's CPU budget grows with)."""
+        return sum(i.size for i in self.inputs.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +74,13 @@ class ServiceRuntime:
     """What the routes of one service share; ``concurrency`` 0 means one slot per CPU core."""
 
     def __init__(
-        self, service: str, *, data_dir: Path, concurrency: int = 0, limits: JobLimits | None = None
+        self, service: str, *, data_dir: Path, concurrency: int = 0, limits: JobLimits | None = None,
+        store: StoreAccess | None = None,
     ) -> None:
         self.service = service
-        self.data_dir = data_dir
+        # The store of uploads and outputs; by default the data directory itself (local backend).
+        self.store = store or StoreAccess.from_settings(get_settings(), data_dir)
+        self.data_dir = self.store.data_dir
         self.operations = operations_of(service)
         if not self.operations:
             raise ValueError(f"unknown service {service!r}")
@@ -87,8 +91,9 @@ class ServiceRuntime:
         self.runner = ProcessRunner()
         add_preload(modules_of(service))
 
-    def parse(self, op: Operation, body: bytes) -> OperationRequest:
-        """Validate a request body and its paths; ``BadInput`` (422) explains what is wrong."""
+    async def parse(self, op: Operation, body: bytes) -> Parsed:
+        """Validate a request body, its paths and the versions it pins; ``BadInput`` (422) explains
+        what is wrong, ``StoreUnavailable`` (503) when the store cannot be asked."""
         try:
             data = json.loads(body or b"null")
         except ValueError:
@@ -99,14 +104,13 @@ class ServiceRuntime:
             request = REQUEST_MODELS[op].model_validate(data)
         except ValidationError as exc:
             raise BadInput(_explain(exc)) from None
-        check_request_paths(request, self.data_dir)
-        return request
+        return Parsed(request, await self.store.check(request))
 
-    def admit(self, op: Operation, request: OperationRequest) -> Ticket:
+    def admit(self, op: Operation, parsed: Parsed) -> Ticket:
         """Take a slot and the job's expected memory, or raise ``Busy`` (503) saying which is short."""
         if not self.limiter.try_acquire():
             raise Busy(f"{self.service} is busy: all {self.limiter.capacity} slots are taken")
-        size = input_bytes(request, self.data_dir)
+        size = parsed.input_bytes
         expected = estimate(op, size, self.limits.memory_bytes)
         if not self.memory.try_reserve(expected):
             self.limiter.release()
@@ -119,26 +123,33 @@ class ServiceRuntime:
     async def execute(
         self,
         op: Operation,
-        request: OperationRequest,
+        parsed: Parsed,
         on_progress: Callable[[float, str], None] | None,
         ticket: Ticket,
     ) -> bytes:
-        """Run ``request`` in a child process; ``ticket`` (from ``admit``) is released at the end."""
+        """Run the request in a child process, its inputs staged and its outputs committed to the
+        store (``ifcservices.stored``); ``ticket`` (from ``admit``) is released at the end."""
+        request = parsed.request
         try:
             # Decided once, at the start: the slots free now (this job's own included) are its cores.
             free = self.limiter.capacity - self.limiter.active + 1
             threads = threads_for(self.cores, self.limiter.capacity, free)
-            job = ChildJob(
-                operation=op.value,
-                request=request.model_dump(mode="json", by_alias=True),
-                data_dir=str(self.data_dir),
-                workdir="",
-                threads=threads,
-                memory_limit=self.limits.memory_bytes,
-                cpu_limit=self.limits.cpu_budget(ticket.input_bytes),
-            )
-            subject = f"{TOOLS[op].verb} {main_input(op, request)}"
-            return await self.runner.run(job, crash_subject=subject, on_progress=on_progress)
+            async with self.store.staged(parsed.inputs, on_progress) as staged:
+                job = ChildJob(
+                    operation=op.value,
+                    request=request.model_dump(mode="json", by_alias=True),
+                    data_dir=str(staged.data_dir),
+                    workdir="",
+                    threads=threads,
+                    memory_limit=self.limits.memory_bytes,
+                    cpu_limit=self.limits.cpu_budget(ticket.input_bytes),
+                    pinned=staged.pinned,
+                    geometry_cache_dir=str(staged.geometry_cache_dir or ""),
+                )
+                subject = f"{TOOLS[op].verb} {main_input(op, request)}"
+                raw = await self.runner.run(job, crash_subject=subject, on_progress=on_progress)
+                await self.store.commit(staged, raw)
+                return raw
         finally:
             self.limiter.release()
             self.memory.release(ticket.reserved)
@@ -160,4 +171,5 @@ class ServiceRuntime:
             "memory_budget_bytes": self.memory.budget,
             "memory_reserved_bytes": self.memory.reserved,
             "ifcopenshell": package_version("ifcopenshell"),
+            "storage": self.store.health(),
         }

@@ -10,6 +10,7 @@ import aiohttp
 from arq import ArqRedis
 
 from settings import Settings
+from storage import Storage
 from store.job_store import JobStart, TryEnd
 
 
@@ -30,6 +31,8 @@ class WorkerContext(TypedDict, total=False):
     # ours, made in on_startup and closed in on_shutdown
     settings: Settings
     http: aiohttp.ClientSession
+    # the store of uploads and outputs (result cache, retention)
+    storage: Storage
     worker_id: str
     started_at: float
     counters: WorkerCounters

@@ -60,6 +60,6 @@ async def after_job_end(raw_ctx: dict[str, Any]) -> None:
     if end.outcome not in _OVER:
         return
     if "workflow_id" in start.hooks:
-        await advance(redis, settings, start.hooks["workflow_id"])
+        await advance(redis, settings, start.hooks["workflow_id"], ctx["storage"])
     if "callback_url" in start.hooks:
         await job_store.schedule_delivery(redis, "job", job_id, job_store.now_ms(), settings.queue_name)

@@ -17,6 +17,7 @@ from jobs.health import fleet_capacities, heartbeat_loop, new_worker_id, say_goo
 from settings import get_settings
 from settings.logging import configure_logging
 from settings.process import freeze_startup_objects
+from storage import open_storage
 from store import service_slots
 from store.redis_client import eviction_policy, eviction_problem
 
@@ -37,6 +38,9 @@ async def startup(raw_ctx: dict[str, Any]) -> None:
     await service_slots.publish_capacities(ctx["redis"], fleet_capacities(settings, []))
     # One session for every job of this process; no per-host cap, the job count is the cap.
     ctx["http"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
+    storage = open_storage(settings)
+    await storage.start()
+    ctx["storage"] = storage
     ctx["worker_id"] = new_worker_id()
     ctx["started_at"] = time.time()
     ctx["counters"] = {"running": 0, "complete": 0, "failed": 0, "retried": 0}
@@ -59,4 +63,7 @@ async def shutdown(raw_ctx: dict[str, Any]) -> None:
         await say_goodbye(ctx)
     if "http" in ctx:
         await ctx["http"].close()
+    if "storage" in ctx:
+        with contextlib.suppress(Exception):
+            await ctx["storage"].close()
     log.info("worker.stopped", worker_id=ctx.get("worker_id"))

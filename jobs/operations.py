@@ -64,10 +64,10 @@ async def _execute(
 ) -> dict[str, Any]:
     """The operation's result: from the cache when asked and found, else from its service."""
     redis, settings, job_id = ctx["redis"], ctx["settings"], ctx["job_id"]
-    cache = "job" in ctx and "cache" in ctx["job"].hooks
-    if cache:
-        cache_key, outputs = await result_cache.cache_key(redis, settings.data_dir, op, body)
-        cached = await result_cache.reuse(redis, settings.data_dir, cache_key, outputs)
+    cache_key: str | None = None
+    if "job" in ctx and "cache" in ctx["job"].hooks:
+        cache_key, outputs = await result_cache.cache_key(ctx["storage"], op, body)
+        cached = None if cache_key is None else await result_cache.reuse(redis, ctx["storage"], cache_key, outputs)
         if cached is not None:
             log.info("job.cache_hit", cache_key=cache_key)
             return cached
@@ -85,8 +85,8 @@ async def _execute(
         request_id=request_id,
         on_progress=on_progress,
     )
-    if cache:
-        await result_cache.remember(redis, settings.data_dir, cache_key, outputs, result, settings.cache_ttl)
+    if cache_key is not None:
+        await result_cache.remember(redis, ctx["storage"], cache_key, outputs, result, settings.cache_ttl)
     return result
 
 

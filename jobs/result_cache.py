@@ -1,15 +1,13 @@
 """Result caching: the same operation with the same options on inputs with the same bytes (not names)
-reuses the earlier result at once, its output files linked or copied to where this job wants them."""
+reuses the earlier result at once, its output files copied through the store to where this job wants
+them. Inputs count by the version they read (the job's pin, else the latest's sha256), outputs by the
+version they were left as: both from the store (``storage``), so the cache works on either backend."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from arq import ArqRedis
@@ -17,28 +15,20 @@ from arq import ArqRedis
 from contracts.operations import Operation
 from contracts.paths import PathRole, path_fields
 from contracts.requests import REQUEST_MODELS
+from storage import NotFound, Storage
 from store import keys
 
+# Pins name the versions the inputs stand for in the key already: the pin fields themselves would only
+# tell apart requests on the same bytes under other names.
+_PIN_FIELDS = ("input_version_ids", "input_version_id")
 
-def _file_digest(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
-
-async def content_hash(redis: ArqRedis, data_dir: Path, rel: str) -> str:
-    """sha256 of a data-dir file's bytes, remembered by path, size, mtime, ctime and inode."""
-    path = data_dir / rel
-    st = await asyncio.to_thread(path.stat)
-    # ctime and the inode change on every rewrite or rename onto the path, even one that restores
-    # size and mtime (a copy with copy2, os.utime): a remembered hash is never another file's.
-    stamp = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
-    key = keys.FILE_HASH + hashlib.sha1(rel.encode(), usedforsecurity=False).hexdigest()
-    known = await redis.get(key)
-    if known and known.decode().startswith(stamp + ":"):
-        return str(known.decode().rsplit(":", 1)[1])
-    digest = await asyncio.to_thread(_file_digest, path)
-    await redis.set(key, f"{stamp}:{digest}", ex=30 * 86400)
-    return digest
+async def input_version(storage: Storage, pins: dict[str, str], key: str) -> str | None:
+    """The version (sha256) input ``key`` reads: its pin, else its latest; None when it has none."""
+    if key in pins:
+        return pins[key]
+    found = await storage.stat(key)
+    return None if found is None else found.version
 
 
 def _set(tree: Any, loc: tuple[str | int, ...], value: Any) -> None:
@@ -48,55 +38,48 @@ def _set(tree: Any, loc: tuple[str | int, ...], value: Any) -> None:
 
 
 async def cache_key(
-    redis: ArqRedis, data_dir: Path, op: Operation, request: dict[str, Any]
-) -> tuple[str, dict[str, str]]:
-    """The cache key (output paths left out, inputs by content), and this request's outputs by field."""
+    storage: Storage, op: Operation, request: dict[str, Any]
+) -> tuple[str | None, dict[str, str]]:
+    """The cache key (output paths left out, inputs by the sha256 of the version they read), and this
+    request's outputs by field; the key is None when an input has no version (the service says why)."""
     model = REQUEST_MODELS[op].model_validate(request)
     shape = model.model_dump(mode="json", by_alias=True)
+    pins = dict(getattr(model, "input_version_ids", None) or {})
+    for name in _PIN_FIELDS:
+        if name in shape:
+            shape[name] = None
     outputs: dict[str, str] = {}
+    missing = False
     for loc, role, owner, name in path_fields(model):
         value = getattr(owner, name)
         if role is PathRole.output:
             outputs[json.dumps(loc)] = value
             _set(shape, loc, None)
+        elif (version := await input_version(storage, pins, value)) is None:
+            missing = True
         else:
-            _set(shape, loc, await content_hash(redis, data_dir, value))
+            _set(shape, loc, version)
+    if missing:
+        return None, outputs
     key = hashlib.sha256(json.dumps([op.value, shape], sort_keys=True).encode()).hexdigest()
     return key, outputs
 
 
-def _place(src: Path, dest: Path) -> None:
-    """Put ``src``'s bytes at ``dest`` atomically: a hard link where possible, else a copy."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".cache-")
-    os.close(fd)
-    os.unlink(tmp)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copy2(src, tmp)
-    os.replace(tmp, dest)
-
-
-async def _unchanged(redis: ArqRedis, data_dir: Path, rel: str, recorded: dict[str, Any]) -> bool:
-    """Whether ``rel`` still holds the bytes recorded when the entry was stored (size first: cheap)."""
-    try:
-        size = (await asyncio.to_thread((data_dir / rel).stat)).st_size
-        if size != recorded.get("size"):
-            return False
-        return await content_hash(redis, data_dir, rel) == recorded.get("sha256")
-    except OSError:  # gone, or no longer a readable file
-        return False
+async def _unchanged(storage: Storage, rel: str, recorded: dict[str, Any]) -> bool:
+    """Whether ``rel``'s latest version is still the one recorded when the entry was stored."""
+    found = await storage.stat(rel)
+    return found is not None and found.version == recorded.get("sha256") and found.size == recorded.get("size")
 
 
 async def reuse(
-    redis: ArqRedis, data_dir: Path, key: str, outputs: dict[str, str]
+    redis: ArqRedis, storage: Storage, key: str, outputs: dict[str, str]
 ) -> dict[str, Any] | None:
     """The cached result rewritten for this job's output paths, or None (a miss).
 
-    Every cached output must still hold the bytes it had when the entry was stored (sha256 and size):
-    one overwritten by another job, or removed, makes a miss and drops the entry, so a hit never links
-    another model's bytes as this job's result.
+    Every cached output must still hold the bytes it had when the entry was stored (its latest version
+    has the recorded sha256 and size): one overwritten by another job, or removed, makes a miss and
+    drops the entry, so a hit never gives another model's bytes as this job's result. An output wanted
+    under another name is copied through the store, a new version of that name, on either backend.
     """
     raw = await redis.get(keys.RESULT_CACHE + key)
     if raw is None:
@@ -115,12 +98,17 @@ async def reuse(
     files: dict[str, dict[str, Any]] = entry.get("files") or {}
     # An entry from before outputs were recorded cannot be checked: a miss like a changed output.
     for old in renames:
-        if old not in files or not await _unchanged(redis, data_dir, old, files[old]):
+        if old not in files or not await _unchanged(storage, old, files[old]):
             await redis.delete(keys.RESULT_CACHE + key)
             return None
     for old, new in renames.items():
         if old != new:
-            await asyncio.to_thread(_place, data_dir / old, data_dir / new)
+            recorded = files[old]
+            try:
+                await storage.receive(new, storage.read(old, recorded["sha256"]), int(recorded["size"]))
+            except NotFound:  # removed since the check: a miss like any changed output
+                await redis.delete(keys.RESULT_CACHE + key)
+                return None
     text = json.dumps(entry["result"])
     for old, new in renames.items():
         text = text.replace(json.dumps(old)[1:-1], json.dumps(new)[1:-1])
@@ -128,15 +116,14 @@ async def reuse(
 
 
 async def remember(
-    redis: ArqRedis, data_dir: Path, key: str, outputs: dict[str, str], result: dict[str, Any], ttl: int
+    redis: ArqRedis, storage: Storage, key: str, outputs: dict[str, str], result: dict[str, Any], ttl: int
 ) -> None:
-    """Store ``result`` under ``key`` with each output's sha256 and size, which ``reuse`` checks."""
+    """Store ``result`` under ``key`` with each output's version (sha256) and size, which ``reuse`` checks."""
     files: dict[str, dict[str, Any]] = {}
     for rel in {*outputs.values(), *result.get("output_files", [])}:
-        try:
-            size = (await asyncio.to_thread((data_dir / rel).stat)).st_size
-            files[rel] = {"sha256": await content_hash(redis, data_dir, rel), "size": size}
-        except OSError:
+        found = await storage.stat(rel)
+        if found is None:
             return  # an output already gone: nothing to reuse
+        files[rel] = {"sha256": found.version, "size": found.size}
     entry = {"result": result, "outputs": outputs, "files": files}
     await redis.set(keys.RESULT_CACHE + key, json.dumps(entry), ex=ttl)

@@ -21,6 +21,7 @@ ProgressCallback = Callable[[float, str], Awaitable[None]]
 _TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=10)
 _MAX_DETAIL = 2000
 STORAGE_FULL_STATUS = 507  # Insufficient Storage: ifcservices.errors.StorageFull
+UNAVAILABLE_STATUS = 503  # ifcservices.errors.StoreUnavailable, sent as a stream's error event
 
 
 async def _error_detail(resp: aiohttp.ClientResponse) -> tuple[str, str | None]:
@@ -75,6 +76,9 @@ async def _read_stream(resp: aiohttp.ClientResponse, service: str, on_progress: 
             return dict(event["result"])
         elif kind == "error":
             info = ErrorInfo.model_validate({**event["error"], "service": service})
+            if info.status_code == UNAVAILABLE_STATUS:
+                # The service's store (S3) was unreachable mid-job, after the stream had started.
+                raise TransientServiceError(f"{service}: {info.message}", status_code=info.status_code)
             raise JobError(info)
     raise TransientServiceError(f"{service} closed its progress stream without a result")
 

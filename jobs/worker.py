@@ -19,6 +19,7 @@ from contracts.webhooks import DELIVER_FUNCTION
 from jobs.cron import fire_schedules, sweep_workflows
 from jobs.health import check_services
 from jobs.operations import job_function
+from jobs.retention import RETENTION_MINUTE, retention_sweep
 from jobs.sweeper import SWEEP_MINUTES, sweep_leftovers
 from jobs.webhooks import deliver_webhook
 from settings import Settings
@@ -70,8 +71,8 @@ def functions(settings: Settings) -> list[Function]:
 
 
 def cron_jobs(settings: Settings) -> list[CronJob]:
-    """Service health checks, the workflow sweep, the schedules and the leftovers sweep; named ``cron:*`` so that their
-    runs stay out of job lists, queue depths and the live job stream."""
+    """Service health checks, the workflow sweep, the schedules, the leftovers and retention sweeps;
+    named ``cron:*`` so that their runs stay out of job lists, queue depths and the live job stream."""
     return [
         cron(check_services, name="cron:check_services", run_at_startup=True, timeout=30,  # type: ignore[arg-type]
              keep_result=0, **_cron_slots(settings.health_check_period)),
@@ -83,4 +84,7 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
         # Temporaries left by killed services and gateways (jobs/sweeper.py): at start, then every 10 minutes.
         cron(sweep_leftovers, name="cron:sweep_leftovers", run_at_startup=True,  # type: ignore[arg-type]
              minute=set(range(3, 60, SWEEP_MINUTES)), second=41, timeout=300, keep_result=0),
+        # Versions past IFCFLOW_RETENTION_*_DAYS (jobs/retention.py): hourly, once across the fleet.
+        cron(retention_sweep, name="cron:retention", minute=RETENTION_MINUTE, second=11,  # type: ignore[arg-type]
+             timeout=3600, keep_result=0),
     ]

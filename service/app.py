@@ -15,10 +15,23 @@ from redis.exceptions import OutOfMemoryError, RedisError
 from service.http_limits import raise_open_file_limit
 from service.lifespan import lifespan
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from service.routers import dashboard, docs, files, health, jobs, live, metrics, operations, schedules, workflows
+from service.routers import (
+    dashboard,
+    docs,
+    files,
+    health,
+    jobs,
+    live,
+    metrics,
+    operations,
+    presigned,
+    schedules,
+    workflows,
+)
 from service.routers import viewer as viewer_routes
 from service.routers.compat import COMPAT_ROUTERS
 from settings import load_settings_or_exit
+from storage import NotFound, StorageError, StoreFull
 from store.redis_client import eviction_policy_now, eviction_problem
 
 log = structlog.get_logger("service")
@@ -36,6 +49,18 @@ async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
                             status_code=503, headers={"Retry-After": "30"})
     log.warning("redis.unavailable", error=type(exc).__name__)
     return JSONResponse({"detail": "Redis is unavailable; try again shortly"}, status_code=503)
+
+
+async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
+    """The store's failures no route answered itself: a missing file 404, a full store 507, else 503."""
+    if isinstance(exc, NotFound):
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+    if isinstance(exc, StoreFull):
+        log.warning("storage.full", error=str(exc))
+        return JSONResponse({"detail": str(exc)}, status_code=507)
+    log.warning("storage.unavailable", error=str(exc))
+    return JSONResponse({"detail": "the file store is unavailable; try again shortly"}, status_code=503,
+                        headers={"Retry-After": "5"})
 
 
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
@@ -74,6 +99,7 @@ def create_app() -> FastAPI:
     app.include_router(workflows.router)
     app.include_router(schedules.router)
     app.include_router(files.router)
+    app.include_router(presigned.router)
     app.include_router(live.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
@@ -82,9 +108,12 @@ def create_app() -> FastAPI:
     app.include_router(docs.router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(RedisError, _redis_down)
+    app.add_exception_handler(StorageError, _storage_error)
     app.add_exception_handler(OSError, _redis_down)
     app.add_exception_handler(Exception, _unexpected)
-    app.add_middleware(BodyLimitMiddleware, default_max_bytes=MAX_JSON_BODY)
+    # Uploads have their own cap: the multipart one, and the local backend's presigned PUT.
+    app.add_middleware(BodyLimitMiddleware, default_max_bytes=MAX_JSON_BODY,
+                       exempt_prefixes=("/upload/", "/uploads/presigned/"))
     app.add_middleware(RequestContextMiddleware)
     return app
 

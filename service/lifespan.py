@@ -10,12 +10,14 @@ import structlog
 from arq import ArqRedis
 from fastapi import FastAPI
 
+from access.keyring import KeyRing
 from contracts.operations import SERVICES
 from service.batching import CreateBatcher
 from service.live.hub import JobEventHub
 from settings import Settings, load_settings_or_exit
 from settings.logging import configure_logging
 from settings.process import freeze_startup_objects
+from storage import Storage, open_storage
 from store.redis_client import connection_pool
 from store.serialization import deserialize, serialize
 
@@ -23,10 +25,12 @@ log = structlog.get_logger("service")
 
 
 class GatewayState(TypedDict):
+    keyring: KeyRing
     settings: Settings
     redis: ArqRedis
     events: JobEventHub
     creates: CreateBatcher
+    storage: Storage
 
 
 def connect_redis(settings: Settings) -> ArqRedis:
@@ -46,22 +50,29 @@ def connect_redis(settings: Settings) -> ArqRedis:
 async def lifespan(app: FastAPI) -> AsyncIterator[GatewayState]:
     settings = load_settings_or_exit(require_api_keys=True)
     configure_logging(settings.log_level, settings.log_json)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    (settings.data_dir / "uploads").mkdir(exist_ok=True)
-    for service in SERVICES:  # the layout the path checks expect, there before the first job
-        (settings.data_dir / "output" / service).mkdir(parents=True, exist_ok=True)
+    storage = open_storage(settings)
+    await storage.start()
+    root = storage.local_root
+    if root is not None:  # the layout the local path checks expect, there before the first job (S3 has no folders)
+        (root / "uploads").mkdir(parents=True, exist_ok=True)
+        for service in SERVICES:
+            (root / "output" / service).mkdir(parents=True, exist_ok=True)
     redis = connect_redis(settings)
     events = JobEventHub(redis, settings)
     await events.start()
     creates = CreateBatcher(redis, settings)
+    keyring = KeyRing(settings.api_key_entries(), redis)
     freeze_startup_objects()
-    log.info("gateway.started", redis=redis_safe_url(settings.redis_url), auth=bool(settings.api_keys))
+    log.info("gateway.started", redis=redis_safe_url(settings.redis_url), auth=bool(settings.api_keys),
+             storage=storage.url)
     try:
-        yield {"settings": settings, "redis": redis, "events": events, "creates": creates}
+        yield {"settings": settings, "redis": redis, "events": events, "creates": creates, "storage": storage,
+               "keyring": keyring}
     finally:
         await creates.close()
         await events.stop()
         await redis.aclose()
+        await storage.close()
         log.info("gateway.stopped")
 
 

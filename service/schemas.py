@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from store.job_store import Priority
 from store.job_view import JobStatus
@@ -42,15 +43,27 @@ class JobAccepted(BaseModel):
     ws_url: str
 
 
+class FileVersion(BaseModel):
+    """One stored version of a file: ``version`` is the sha256 of its bytes (what ``?version=`` names)."""
+
+    version: str
+    size: int
+    modified_at: datetime
+    latest: bool
+
+
 class FileInfo(BaseModel):
     path: str
     size: int
     modified_at: datetime
+    version: str = Field(description="sha256 of the latest bytes")
+    versions: list[FileVersion] | None = Field(None, description="with ?versions=true: every version, newest first")
 
 
 class UploadResult(BaseModel):
     """ifcflow's keys (``path`` data-dir relative), and the RQ system's (``file_path`` as it answered:
-    ``/uploads/<name>``, which every path field accepts, so flows chain it into the next request)."""
+    ``/uploads/<name>``, which every path field accepts, so flows chain it into the next request;
+    ``version_id``, which ``input_version_id`` pins a job to)."""
 
     filename: str
     path: str
@@ -58,3 +71,29 @@ class UploadResult(BaseModel):
     message: str
     file_path: str
     original_filename: str
+    version_id: str = Field(description="this upload's version: the sha256 of its bytes")
+    sha256: str
+
+
+class PresignRequest(BaseModel):
+    """A big model sent straight to the store: ask for a URL, PUT the file there, then confirm."""
+
+    model_config = ConfigDict(extra="forbid")
+    filename: str = Field(min_length=1, max_length=512)
+    file_type: Literal["ifc", "ids", "bcf", "csv"]
+    size: int | None = Field(None, ge=0, description="the file's size, refused at once when over the limit")
+
+
+class PresignedUploadInfo(BaseModel):
+    upload_id: str
+    url: str = Field(description="PUT the file's bytes here (no API key: the URL is the credential)")
+    method: str
+    headers: dict[str, str] = Field(description="send these headers with the PUT")
+    expires_in: int
+    confirm_url: str = Field(description="POST {upload_id} here once the PUT is done")
+    path: str = Field(description="where the file will be once confirmed")
+
+
+class ConfirmRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    upload_id: str = Field(min_length=1, max_length=128)

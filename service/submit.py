@@ -22,11 +22,11 @@ from store.job_view import JobStatus
 IDEMPOTENCY_KEY_MAX = 255
 
 
-def job_id_for(idempotency_key: str | None, api_key: str) -> str:
+def job_id_for(idempotency_key: str | None, caller_id: str) -> str:
     """A new random id, or one derived from the key, scoped to the caller so callers never collide."""
     if not idempotency_key:
         return new_job_id()
-    digest = hashlib.sha256(f"{api_key}\0{idempotency_key}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{caller_id}\0{idempotency_key}".encode()).hexdigest()
     return f"idem-{digest[:32]}"
 
 

@@ -1,20 +1,19 @@
-"""Streaming a multipart upload straight to disk, with a size cap, without buffering the file."""
+"""Streaming a multipart upload straight into the store, with a size cap, without buffering the file."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import tempfile
 import unicodedata
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import IO, NamedTuple
+from pathlib import PurePosixPath
+from typing import NamedTuple
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from contracts.storage_full import STORAGE_FULL_ERRNOS, storage_full_reason
+from storage import Storage, StoreFull, Version
 
 ALLOWED_SUFFIXES: dict[str, frozenset[str]] = {
     "ifc": frozenset({".ifc", ".ifczip", ".ifcxml"}),
@@ -31,6 +30,7 @@ class Upload(NamedTuple):
     name: str  # as stored in uploads/
     size: int
     original: str  # the client's base name, before it was made safe
+    version: Version
 
 
 class UploadRefused(ValueError):
@@ -75,25 +75,15 @@ class _PartState:
     header_value: bytes = b""
     filename: str | None = None
     original: str = ""
-    sink: IO[bytes] | None = None
+    started: bool = False  # the file part's headers were read: its data goes to ``pending``
     size: int = 0
     done: bool = False
+    pending: list[bytes] = field(default_factory=list)  # the file's data parsed from the last chunk
+    errors: list[UploadRefused] = field(default_factory=list)
 
 
-async def receive_upload(request: Request, dest_dir: Path, file_type: str, max_bytes: int) -> Upload:
-    """Write the request's ``file`` part into ``dest_dir``; returns its stored name, size and original name.
-
-    The file is written under a temporary name and renamed at the end, so nobody sees half of it.
-    """
-    content_type, params = parse_options_header(request.headers.get("content-type", ""))
-    if content_type != b"multipart/form-data" or b"boundary" not in params:
-        raise UploadRefused(415, "send the file as multipart/form-data in a field named 'file'")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
-        raise UploadRefused(413, f"file: larger than the limit of {max_bytes} bytes")
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    state = _PartState()
-    errors: list[UploadRefused] = []
+def _parser(boundary: bytes, state: _PartState, file_type: str, max_bytes: int) -> MultipartParser:
+    """A parser whose (synchronous) callbacks put the ``file`` part's data into ``state.pending``."""
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
         state.header_field += data[start:end]
@@ -108,32 +98,32 @@ async def receive_upload(request: Request, dest_dir: Path, file_type: str, max_b
     def on_headers_finished() -> None:
         _, disp = parse_options_header(state.headers.get(b"content-disposition", b""))
         state.field_name = disp.get(b"name", b"")
-        if state.field_name == b"file" and state.sink is None and not state.done:
+        if state.field_name == b"file" and not state.started and not state.done:
             try:
                 state.filename, state.original = safe_filename(
                     disp.get(b"filename", b"").decode("utf-8", "replace"), file_type
                 )
             except UploadRefused as exc:
-                errors.append(exc)
+                state.errors.append(exc)
                 return
-            state.sink = tempfile.NamedTemporaryFile(dir=dest_dir, prefix=".upload-", delete=False)
+            state.started = True
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
-        if state.sink is None or state.done or errors:
+        if not state.started or state.done or state.errors:
             return
         state.size += end - start
         if state.size > max_bytes:
-            errors.append(UploadRefused(413, f"file: larger than the limit of {max_bytes} bytes"))
+            state.errors.append(UploadRefused(413, f"file: larger than the limit of {max_bytes} bytes"))
             return
-        state.sink.write(data[start:end])
+        state.pending.append(data[start:end])
 
     def on_part_end() -> None:
-        if state.sink is not None:
+        if state.started:
             state.done = True
         state.headers = {}
 
-    parser = MultipartParser(
-        params[b"boundary"],
+    return MultipartParser(
+        boundary,
         {
             "on_header_field": on_header_field,
             "on_header_value": on_header_value,
@@ -143,34 +133,76 @@ async def receive_upload(request: Request, dest_dir: Path, file_type: str, max_b
             "on_part_end": on_part_end,
         },
     )
-    try:
-        async for chunk in request.stream():
-            parser.write(chunk)
-            if errors:
-                raise errors[0]
+
+
+def _missing() -> UploadRefused:
+    return UploadRefused(422, "file: missing; send it in a multipart field named 'file'")
+
+
+async def receive_upload(request: Request, storage: Storage, file_type: str, max_bytes: int) -> Upload:
+    """Stream the request's ``file`` part into the store as a new version of ``uploads/<safe name>``;
+    its stored name, size, original name and version.
+
+    The body is read until the file part's headers name the file, then the store takes the part's data
+    as it is parsed, one request chunk at a time (memory stays flat), and the rest of the body after it:
+    a malformed or over-long body fails the store's write, so nobody sees half of the file.
+    """
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data" or b"boundary" not in params:
+        raise UploadRefused(415, "send the file as multipart/form-data in a field named 'file'")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
+        raise UploadRefused(413, f"file: larger than the limit of {max_bytes} bytes")
+    state = _PartState()
+    parser = _parser(params[b"boundary"], state, file_type, max_bytes)
+    body = request.stream().__aiter__()
+
+    def feed(chunk: bytes) -> None:
+        parser.write(chunk)
+        if state.errors:
+            raise state.errors[0]
+
+    async def part_data() -> AsyncIterator[bytes]:
+        while True:
+            while state.pending:
+                yield state.pending.pop(0)
+            try:
+                chunk = await anext(body)
+            except StopAsyncIteration:
+                break
+            feed(chunk)
         parser.finalize()
-        if state.sink is None or not state.done or state.filename is None:
-            raise UploadRefused(422, "file: missing; send it in a multipart field named 'file'")
-        state.sink.flush()
-        # Quotas and network file systems report a failed write only on flush: before the rename.
-        os.fsync(state.sink.fileno())
-        state.sink.close()
-        os.replace(state.sink.name, dest_dir / state.filename)
-        return Upload(state.filename, state.size, state.original)
-    except ValueError as exc:  # the multipart parser's own errors, and UploadRefused
-        if isinstance(exc, UploadRefused):
+        if not state.done:  # the body ended inside the file part
+            raise _missing()
+
+    try:
+        while not state.started:
+            try:
+                chunk = await anext(body)
+            except StopAsyncIteration:
+                parser.finalize()
+                raise _missing() from None
+            feed(chunk)
+        assert state.filename is not None  # set with started
+        key = f"uploads/{state.filename}"
+        try:
+            version = await storage.receive(key, part_data(), max_bytes)
+        except UploadRefused:
             raise
+        except StoreFull as exc:
+            # Not the gateway's fault nor Redis's (the app's OSError handler would say so): 507, the reason.
+            raise UploadRefused(507, str(exc)) from exc
+        except ValueError as exc:
+            if "larger than" in str(exc):  # the store's own cap (the parser's counts the same bytes)
+                raise UploadRefused(413, f"file: larger than the limit of {max_bytes} bytes") from None
+            raise
+        return Upload(state.filename, version.size, state.original, version)
+    except UploadRefused:
+        raise
+    except ValueError as exc:  # the multipart parser's own errors
         raise UploadRefused(400, f"malformed multipart body: {exc}") from None
     except OSError as exc:
         if exc.errno not in STORAGE_FULL_ERRNOS:
             raise
-        # Not the gateway's fault nor Redis's (the app's OSError handler would say so): 507, the reason.
         name = f"uploads/{state.filename}" if state.filename else "uploads/"
         raise UploadRefused(507, f"storage full: {storage_full_reason(exc)} writing {name}") from exc
-    finally:
-        if state.sink is not None:
-            # Closing flushes what is buffered, which fails again on a full disk: the partial file
-            # is removed all the same.
-            with contextlib.suppress(OSError):
-                state.sink.close()
-            Path(state.sink.name).unlink(missing_ok=True)

@@ -34,6 +34,25 @@ class Settings(BaseSettings):
     # Open mode must be asked for by name; an empty key list alone never opens the API.
     allow_anonymous: bool = False
     data_dir: Path = Path("data")
+    # Where uploads and outputs live (storage/): "file:///path" (default: the data directory) or
+    # "s3://bucket/prefix" on any S3-compatible store, with the standard AWS credential chain.
+    storage_url: str = Field("", description="file:///path or s3://bucket/prefix; empty: the data directory")
+    s3_endpoint_url: str = Field("", description="S3 API endpoint for MinIO, SeaweedFS, Ceph, GCS; empty: AWS")
+    s3_region: str = Field("us-east-1", description="region the S3 client signs for")
+    # The endpoint presigned URLs name, when clients reach the store by another address than ifcflow's
+    # processes do (compose: http://seaweedfs:8333 inside, http://localhost:8333 outside); empty: the same.
+    s3_public_endpoint_url: str = Field("", description="S3 endpoint in presigned URLs; empty: s3_endpoint_url")
+    # Seconds a presigned upload or download URL works.
+    presign_expires: int = Field(3600, ge=60, le=7 * 86400)
+    # On the S3 backend each service reads inputs into this local folder (a content-addressed cache of
+    # at most input_cache_bytes, so a model used by five jobs is fetched once) and writes outputs there
+    # before they are uploaded; empty: <data dir>/.scratch.
+    scratch_dir: Path | None = None
+    input_cache_bytes: int = Field(10 * 1024**3, ge=0)
+    # Retention (a sweep every hour, on both backends): uploads and outputs, every version, older than
+    # this many days are removed unless a queued or running job still needs them; 0 keeps them for good.
+    retention_uploads_days: float = Field(7.0, ge=0)
+    retention_outputs_days: float = Field(7.0, ge=0)
 
     ifcconvert_url: AnyHttpUrl = AnyHttpUrl("http://localhost:7001")
     ifcclash_url: AnyHttpUrl = AnyHttpUrl("http://localhost:7002")
@@ -162,6 +181,18 @@ class Settings(BaseSettings):
     def operation_url(self, op: Operation) -> str:
         spec = OPERATIONS[op]
         return self.service_url(spec.service) + spec.path
+
+    def storage_location(self) -> str:
+        """The store's URL: ``storage_url``, or the data directory as a ``file://`` URL."""
+        return self.storage_url or self.data_dir.resolve().as_uri()
+
+    def scratch_root(self) -> Path:
+        """The local folder services stage S3 inputs and outputs in."""
+        return self.scratch_dir or self.data_dir / ".scratch"
+
+    def api_key_entries(self) -> list[str]:
+        """``IFCFLOW_API_KEYS`` as written: ``project:role:key`` entries or bare keys (access/grants.py)."""
+        return [k.get_secret_value() for k in self.api_keys]
 
     def api_key_values(self) -> list[bytes]:
         return [k.get_secret_value().encode() for k in self.api_keys]

@@ -44,8 +44,10 @@ ABORT_WINDOW_MS = 600_000
 CLAIM_SCAN = 20_000
 # Queued jobs whose service is full that one claim passes over looking for others: bounds the cost of
 # a poll behind a deep backlog for a busy service (route such an operation to a queue of its own to
-# isolate it completely).
+# isolate it completely). Shared between the queue's projects: each passes over its part.
 CLAIM_PASS_OVER = 5_000
+# The project of a job submitted without one (and of jobs in arq's queue that no project index holds).
+DEFAULT_PROJECT = "default"
 
 
 class IdempotencyConflict(Exception):
@@ -60,6 +62,8 @@ class NewJob:
     request_id: str | None = None
     priority: Priority = "normal"
     due_ms: int | None = None  # absolute time to start at (deferred); None: now
+    # Whose job it is: a queue serves its projects fairly (store/lua/claim.lua).
+    project: str = DEFAULT_PROJECT
     meta: dict[str, str] = field(default_factory=dict)  # more record fields: callback, workflow, ...
     # Drawn at random just now (``new_job_id``): no earlier job can hold it, so nothing is checked.
     fresh_id: bool = False
@@ -71,6 +75,10 @@ def new_job_id() -> str:
 
 
 def fingerprint(op: Operation, request: dict[str, Any]) -> str:
+    """What an Idempotency-Key replay must repeat: the request, but for the input versions the gateway
+    pinned (the same request sent again after a re-upload pins the newer one, and is still the replay)."""
+    if "input_version_ids" in request:
+        request = {k: v for k, v in request.items() if k != "input_version_ids"}
     return hashlib.sha256(orjson.dumps([op.value, request], option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -121,7 +129,7 @@ def _create_call(settings: Settings, job: NewJob) -> tuple[list[str], list[Any]]
     record: list[Any] = [
         "operation", op.value, "queue", queue, "request_id", job.request_id or "",
         "args", orjson.dumps(job.request), "priority", job.priority, "enqueued_at", now,
-        "status", "deferred" if deferred else "queued",
+        "status", "deferred" if deferred else "queued", "project", job.project,
     ]
     if deferred:
         record += ["due_at", score]
@@ -131,10 +139,10 @@ def _create_call(settings: Settings, job: NewJob) -> tuple[list[str], list[Any]]
         record += [name, value]
     return (
         [keys.job_meta(job.job_id), keys.ARQ_JOB + job.job_id, keys.ARQ_RESULT + job.job_id, queue,
-         keys.RECENT_JOBS, keys.STATS_COUNTS],
+         keys.RECENT_JOBS, keys.STATS_COUNTS, keys.fair_index(queue, job.project), keys.fair_projects(queue)],
         [print_, _record_ttl(settings, op, score - now), _payload(op, job.request, job.request_id, now),
          score - now + expires_extra_ms, score, job.job_id, now_us, f"{op.value}:enqueued", _trims(job.job_id),
-         keys.RECENT_JOBS_MAX, _pack_fields(record)],
+         keys.RECENT_JOBS_MAX, _pack_fields(record), job.project],
     )
 
 
@@ -205,8 +213,9 @@ async def cancel(redis: ArqRedis, settings: Settings, job_id: str) -> str:
     error = orjson.dumps({"type": "aborted", "message": "job cancelled before it started"})
     outcome = (await scripts.CANCEL(
         redis,
-        [queue, keys.ARQ_IN_PROGRESS + job_id, keys.ARQ_JOB + job_id, keys.ARQ_RETRY + job_id, keys.job_meta(job_id)],
-        [job_id, now_ms(), settings.result_ttl, error],
+        [queue, keys.ARQ_IN_PROGRESS + job_id, keys.ARQ_JOB + job_id, keys.ARQ_RETRY + job_id, keys.job_meta(job_id),
+         keys.fair_projects(queue)],
+        [job_id, now_ms(), settings.result_ttl, error, keys.fair_index_prefix(queue)],
     )).decode()
     if outcome == "cancelled" and record.get("callback_url"):
         await schedule_delivery(redis, "job", job_id, now_ms(), queue)
@@ -226,13 +235,14 @@ async def requeue(redis: Redis, settings: Settings, job_id: str) -> str:
     now = now_ms()
     score = score_of(settings, record.get("priority") or "normal", None, now)
     payload = _payload(op, orjson.loads(record["args"]), record.get("request_id") or None, now)
+    queue = record.get("queue") or settings.queue_for(op)
     outcome = await scripts.REQUEUE(
         redis,
-        [keys.job_meta(job_id), record.get("queue") or settings.queue_for(op), keys.ARQ_JOB + job_id,
+        [keys.job_meta(job_id), queue, keys.ARQ_JOB + job_id,
          keys.ARQ_RESULT + job_id, keys.ARQ_RETRY + job_id, keys.ARQ_IN_PROGRESS + job_id, keys.ARQ_ABORT,
-         keys.STATS_COUNTS],
+         keys.STATS_COUNTS, keys.fair_projects(queue)],
         [job_id, now, _record_ttl(settings, op, 0), payload, expires_extra_ms, score, f"{op.value}:enqueued",
-         "queued", ""],
+         "queued", "", keys.fair_index_prefix(queue)],
     )
     return str(outcome.decode())
 
@@ -265,11 +275,14 @@ async def claim(
 ) -> Claim:
     """Claim up to ``free`` due jobs of ``queue`` that no worker runs, recorded as held by
     ``worker_id`` in the same step, each with a slot of its service (``store/service_slots.py``):
-    ``(job id, score)`` each. Jobs whose service is full stay queued."""
+    ``(job id, score)`` each. Jobs whose service is full stay queued. The slots are shared fairly
+    between the queue's projects (``store/lua/claim.lua``); inside a project jobs go in queue order."""
     claimed = await scripts.CLAIM(
-        redis, [queue, keys.worker_jobs(worker_id)],
+        redis, [queue, keys.worker_jobs(worker_id), keys.fair_projects(queue), keys.fair_served(queue),
+                keys.fair_counter(queue)],
         [now_ms(), in_progress_ms, free, worker_id, CLAIM_SCAN, keys.ARQ_IN_PROGRESS, keys.JOB_META,
-         keys.SERVICE_SLOTS, keys.SERVICE_CAPACITY, CLAIM_PASS_OVER, *_operation_limits(settings)],
+         keys.SERVICE_SLOTS, keys.SERVICE_CAPACITY, CLAIM_PASS_OVER, keys.fair_index_prefix(queue),
+         int(settings.priority_aging * 1000), *_operation_limits(settings)],
     )
     jobs = [(claimed[i].decode(), int(float(claimed[i + 1]))) for i in range(1, len(claimed), 2)]
     return Claim(jobs, waiting=int(claimed[0]))
@@ -292,7 +305,7 @@ class JobStart:
 async def start(redis: Redis, job_id: str, worker_id: str, attempt: int) -> JobStart | None:
     """Record the start of a try; None for a job without a record (a cron run, a webhook delivery)."""
     found = await scripts.START(
-        redis, [keys.job_meta(job_id), keys.worker_jobs(worker_id)], [job_id, now_ms(), attempt, worker_id]
+        redis, [keys.job_meta(job_id), keys.worker_jobs(worker_id)], [job_id, now_ms(), attempt, worker_id, keys.FAIR]
     )
     if not found:
         return None
@@ -367,7 +380,7 @@ async def finish(
     written = await scripts.FINISH(
         redis, [keys.job_meta(job_id), keys.worker_jobs(worker_id)],
         [job_id, end.outcome, now, settings.result_ttl, field_, payload, due, worker_id, "1" if end.busy else "",
-         *triples],
+         keys.FAIR, *triples],
     )
     return bool(written)
 
@@ -396,6 +409,22 @@ async def settle_from_arq(redis: Redis, settings: Settings, job_id: str, worker_
     return await finish(redis, settings, job_id, worker_id, info.job_try, Operation(record["operation"]), end)
 
 
+async def pending_requests(redis: Redis, queues: list[str], batch: int = 500) -> list[tuple[str, dict[str, Any]]]:
+    """``(operation, recorded request)`` of every job still in one of ``queues``: arq's queue sorted
+    set holds a job from its submit to its end (queued, deferred, retrying, running), so these are the
+    jobs that will still read their inputs. What the retention sweep must not remove."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    for queue in dict.fromkeys(queues):
+        ids = [raw.decode() for raw in await redis.zrange(queue, 0, -1)]
+        for start in range(0, len(ids), batch):
+            async with redis.pipeline(transaction=False) as pipe:
+                for job_id in ids[start : start + batch]:
+                    pipe.hmget(keys.job_meta(job_id), ["operation", "args"])
+                rows = await pipe.execute()
+            found += [(op.decode(), orjson.loads(args)) for op, args in rows if op and args]
+    return found
+
+
 async def abort_requests(redis: Redis, job_ids: list[str]) -> set[str]:
     """Which of ``job_ids`` (a worker's running jobs) have an abort request waiting: reads only those."""
     if not job_ids:
@@ -417,7 +446,7 @@ async def reap_dead_workers(redis: Redis, settings: Settings, dead_after_s: floa
             continue
         jobs = await scripts.REAP(
             redis, [keys.WORKERS, keys.worker_jobs(worker_id), keys.worker(worker_id)],
-            [worker_id, dead_before, keys.ARQ_IN_PROGRESS, keys.JOB_META],
+            [worker_id, dead_before, keys.ARQ_IN_PROGRESS, keys.JOB_META, keys.FAIR],
         )
         for job_id in (j.decode() for j in jobs or []):
             if await redis.exists(keys.ARQ_JOB + job_id):

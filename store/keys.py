@@ -42,6 +42,10 @@ ACTIVE_WORKFLOWS = "ifcflow:workflows:active"
 RESULT_CACHE = "ifcflow:cache:"
 FILE_HASH = "ifcflow:file-hash:"
 
+# Presigned uploads not yet confirmed (upload id -> JSON: target path, file type, size cap, caller),
+# each expiring with its URL (IFCFLOW_PRESIGN_EXPIRES): the id is the one-time credential of the PUT.
+PRESIGNED_UPLOAD = "ifcflow:presign:"
+
 # Recurring schedules (id -> JSON), and one claim per schedule and slot so that of many workers
 # exactly one fires each slot.
 SCHEDULES = "ifcflow:schedules"
@@ -75,6 +79,10 @@ WORKER_JOBS = "ifcflow:worker-jobs:"
 
 def job_meta(job_id: str) -> str:
     return JOB_META + job_id
+
+
+def presigned_upload(upload_id: str) -> str:
+    return PRESIGNED_UPLOAD + upload_id
 
 
 def worker(worker_id: str) -> str:
@@ -114,3 +122,31 @@ SERVICE_SLOTS = "ifcflow:service-slots:"
 
 def service_slots(service: str) -> str:
     return SERVICE_SLOTS + service
+
+
+# Fair share between projects (store/lua/claim.lua), per queue: each project's waiting jobs (a sorted set
+# of the ids and scores they have in arq's queue: running jobs leave it at their claim and come back with
+# a retry), the projects that have waiting jobs, and when each project was last served (a number from the
+# queue's counter, one per claimed job). Scripts that read a job's queue and project from its record build
+# its index key the same way: FAIR + queue + ":project:" + project.
+FAIR = "ifcflow:fair:"
+
+
+def fair_index_prefix(queue: str) -> str:
+    return f"{FAIR}{queue}:project:"
+
+
+def fair_index(queue: str, project: str) -> str:
+    return fair_index_prefix(queue) + project
+
+
+def fair_projects(queue: str) -> str:
+    return f"{FAIR}{queue}:projects"
+
+
+def fair_served(queue: str) -> str:
+    return f"{FAIR}{queue}:served"
+
+
+def fair_counter(queue: str) -> str:
+    return f"{FAIR}{queue}:served-counter"

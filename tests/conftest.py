@@ -35,6 +35,7 @@ from asgi_lifespan import LifespanManager
 
 from contracts.operations import SERVICES
 from settings import get_settings
+from storage.local import LocalStorage
 from store import keys
 
 REPO = Path(__file__).resolve().parents[1]
@@ -537,3 +538,15 @@ async def until_seed_ended(api: httpx.AsyncClient, job_id: str, timeout: float =
             return status
         await asyncio.sleep(0.1)
     raise AssertionError(f"job {job_id} did not end: {status}")
+
+
+
+@pytest.fixture
+async def storage(data_dir: Path) -> AsyncIterator[LocalStorage]:
+    """The local backend on the test's data directory, for code called in-process (workflows, schedules)."""
+    store = LocalStorage(data_dir)
+    await store.start()
+    yield store
+    await store.close()
+
+from tests.s3_server import s3_bucket, s3_endpoint  # noqa: E402,F401

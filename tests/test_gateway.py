@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -215,11 +216,12 @@ async def test_upload_list_and_download_round_trip(client, data_dir):
     content = b"ISO-10303-21;\n" + b"x" * 100_000
     r = await client.post("/upload/ifc", files={"file": ("house.ifc", content)})
     assert r.status_code == 201, r.text
+    sha = hashlib.sha256(content).hexdigest()
     assert r.json() == {
         "filename": "house.ifc", "path": "uploads/house.ifc", "size": len(content),
-        # the RQ system's keys too (tests/test_compat_seed.py)
+        # the RQ system's keys too (tests/test_compat_seed.py), its version_id the version (the sha256)
         "message": "IFC file house.ifc uploaded successfully", "file_path": "/uploads/house.ifc",
-        "original_filename": "house.ifc",
+        "original_filename": "house.ifc", "version_id": sha, "sha256": sha,
     }
     assert (data_dir / "uploads" / "house.ifc").read_bytes() == content
     listed = (await client.get("/files")).json()

@@ -394,8 +394,9 @@ async def test_no_request_field_makes_the_server_fetch_a_url_off_the_allowlist(c
         for prop, spec in component.get("properties", {}).items():
             if spec.get("format") == "uri" or prop.lower().endswith("url"):
                 # url: what /download-from-url fetches, through the same rules (contracts/fetch_rules.py,
-                # tests/test_compat_endpoints.py); download_url, preview_url: links in answers.
-                assert prop in ("callback_url", "status_url", "ws_url", "url", "download_url", "preview_url"), (
+                # tests/test_compat_endpoints.py); download_url, preview_url, confirm_url: links in answers.
+                assert prop in ("callback_url", "status_url", "ws_url", "url", "download_url", "preview_url",
+                                "confirm_url"), (
                     name, prop)
     print(f"SSRF probes: {probed}")
 
@@ -781,6 +782,8 @@ PUBLIC_ROUTES = {"/health", "/dashboard", "/dashboard/{asset}", "/openapi.json",
                  "/redoc",
                  # a signed, expiring link (contracts/download_tokens.py) is its own credential
                  "/download/{token}", "/favicon.ico",
+                 # the local backend's presigned PUT: its unguessable one-time upload id is the credential
+                 "/uploads/presigned/{upload_id}",
                  # the viewer's page and packaged assets; what it shows comes through keyed routes
                  "/viewer", "/viewer/{asset}", "/vendor/{path:path}"}
 SAMPLE_PARAMS = {"asset": "app.js", "file_type": "ifc", "path": "uploads/model.ifc"}
@@ -871,12 +874,13 @@ def test_every_websocket_needs_a_key(hostile: Gateway):
 
 
 def test_keys_are_compared_in_constant_time_against_every_key(monkeypatch):
+    import hashlib
     import hmac
 
     from service import deps
     from settings import Settings
 
-    settings = Settings(api_keys="first,second,third", _env_file=None)
+    settings = Settings(api_keys="first,team-a:read:second,third", _env_file=None)
     compared: list[bytes] = []
     real = hmac.compare_digest
 
@@ -885,10 +889,11 @@ def test_keys_are_compared_in_constant_time_against_every_key(monkeypatch):
         return real(a, b)
 
     monkeypatch.setattr(hmac, "compare_digest", counting)
+    held = [hashlib.sha256(key).digest() for key in (b"first", b"second", b"third")]  # at rest: digests only
     for presented in ("first", "third", "nope", ""):
         compared.clear()
         deps.key_matches(presented, settings)
-        assert compared == [b"first", b"second", b"third"], presented  # no early exit on a match
+        assert compared == held, presented  # no early exit on a match
 
 
 def test_cors_is_closed_by_default(hostile: Gateway):

@@ -37,7 +37,7 @@ def minute_slots_between(after_ms: int, before_ms: int) -> int:
     return len(range(first, before_ms, 60_000))
 
 
-async def test_slots_missed_while_no_worker_ran_are_recorded_as_skipped(client, aredis, settings):
+async def test_slots_missed_while_no_worker_ran_are_recorded_as_skipped(client, aredis, settings, storage):
     made = await schedules.create(aredis, settings, ScheduleRequest.model_validate(EVERY_MINUTE))
     assert made["last_skipped"] is None
     # Made ten and a half minutes ago, and no worker has checked since.
@@ -47,7 +47,7 @@ async def test_slots_missed_while_no_worker_ran_are_recorded_as_skipped(client, 
         schedule["created_at"] = long_ago
 
     await schedules.update(aredis, made["id"], backdated)
-    assert await schedules.fire_due(aredis, settings) == 1
+    assert await schedules.fire_due(aredis, settings, storage) == 1
     fired = await schedules.get(aredis, made["id"])
     assert fired is not None
     latest = fired["last_slot"]
@@ -61,7 +61,7 @@ async def test_slots_missed_while_no_worker_ran_are_recorded_as_skipped(client, 
     assert shown["last_skipped"] == fired["last_skipped"]
     metrics = (await client.get("/metrics")).text
     assert re.search(rf"^ifcflow_schedule_slots_skipped_total {skipped}\.0$", metrics, re.M), metrics[-2000:]
-    assert await schedules.fire_due(aredis, settings) == 0  # the slot is not fired twice
+    assert await schedules.fire_due(aredis, settings, storage) == 0  # the slot is not fired twice
 
 
 @pytest.fixture
@@ -81,26 +81,26 @@ async def test_schedules_past_the_cap_get_409_naming_the_setting(client):
     assert (await client.post("/schedules", json=NIGHTLY)).status_code == 201
 
 
-async def test_the_check_reads_only_the_schedules_that_are_due(aredis, settings):
+async def test_the_check_reads_only_the_schedules_that_are_due(aredis, settings, storage):
     body = ScheduleRequest.model_validate(NIGHTLY)
     for _ in range(50):
         await asyncio.gather(*(schedules.create(aredis, settings, body) for _ in range(100)))
-    await schedules.fire_due(aredis, settings)  # builds nothing: the index was written with each create
+    await schedules.fire_due(aredis, settings, storage)  # builds nothing: the index was written with each create
     started = time.process_time()
     for _ in range(10):
-        assert await schedules.fire_due(aredis, settings) == 0
+        assert await schedules.fire_due(aredis, settings, storage) == 0
     per_check = (time.process_time() - started) / 10
     # Reading and parsing 5,000 schedules took 0.3 s a check before the index (20,000: 26 % of a core).
     assert per_check < 0.01, f"{per_check * 1000:.1f} ms of CPU per check with 5,000 schedules, none due"
     assert await aredis.zcard(schedule_store.DUE) == 5_000
 
 
-async def test_a_schedule_stored_before_the_index_existed_still_fires(aredis, settings):
+async def test_a_schedule_stored_before_the_index_existed_still_fires(aredis, settings, storage):
     two_minutes_ago = int(time.time() * 1000) - 120_000
     stored = {"id": "a" * 32, **ScheduleRequest.model_validate(EVERY_MINUTE).model_dump(mode="json"),
               "created_at": two_minutes_ago, "last_slot": 0, "last_fired": None, "last_error": None}
     await aredis.hset(keys.SCHEDULES, stored["id"], json.dumps(stored))  # no index entry, no marker
-    assert await schedules.fire_due(aredis, settings) == 1
+    assert await schedules.fire_due(aredis, settings, storage) == 1
     fired = await schedules.get(aredis, stored["id"])
     assert fired is not None and fired["last_fired"] is not None
     assert await aredis.zscore(schedule_store.DUE, stored["id"]) > time.time() * 1000  # indexed at its next slot

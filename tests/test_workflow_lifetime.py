@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 from arq import ArqRedis
 
@@ -33,8 +34,9 @@ TWO_STEPS = {
          "arguments": {"filename": "${convert.output_files.0}", "output_filename": "report.json"}},
     ]
 }
-# The issue saw the race in 3 of 54 trials through the API; 60 trials with the step's start spread over
-# the cancel's own latency land on both sides of it (and between) every run.
+# The issue saw the race in 3 of 54 trials through the API. Each trial delays one side by a random
+# offset spread over both sides' own latency, as measured in this run (a loaded machine stretches both),
+# so the trials land on both sides of the race (and between) every run.
 TRIALS = 60
 
 
@@ -51,18 +53,30 @@ async def convert_ended(redis: ArqRedis, settings: Settings, workflow_id: str) -
     assert await job_store.finish(redis, settings, job_id, "", 1, Operation.ifcconvert, end)
 
 
-async def test_a_cancel_racing_a_step_start_never_lets_the_step_run(api, aredis, settings):
+async def test_a_cancel_racing_a_step_start_never_lets_the_step_run(api, aredis, settings, storage):
     orders: Counter[str] = Counter()
+    span = 0.01
     for trial in range(TRIALS):
-        workflow_id = await create_workflow(aredis, settings, WorkflowRequest.model_validate(TWO_STEPS), None)
+        workflow_id = await create_workflow(aredis, settings, WorkflowRequest.model_validate(TWO_STEPS), None, storage)
         await convert_ended(aredis, settings, workflow_id)
-        lead = random.uniform(0, 0.01)
+        offset = random.uniform(-span, span)  # > 0: the cancel leads; < 0: the step start leads
 
-        async def step_ends(lead: float = lead, workflow_id: str = workflow_id) -> None:
-            await asyncio.sleep(lead)  # where in the cancel's round trip the worker's hook runs
-            await advance(aredis, settings, workflow_id)
+        async def step_ends(workflow_id: str = workflow_id, delay: float = max(offset, 0)) -> float:
+            await asyncio.sleep(delay)
+            started = time.perf_counter()
+            await advance(aredis, settings, workflow_id, storage)
+            return time.perf_counter() - started
 
-        _, answer = await asyncio.gather(step_ends(), api.delete(f"/workflows/{workflow_id}"))
+        async def cancel(
+            workflow_id: str = workflow_id, delay: float = max(-offset, 0)
+        ) -> tuple[float, httpx.Response]:
+            await asyncio.sleep(delay)
+            started = time.perf_counter()
+            answer = await api.delete(f"/workflows/{workflow_id}")
+            return time.perf_counter() - started, answer
+
+        advanced, (cancelled, answer) = await asyncio.gather(step_ends(), cancel())
+        span = max(span, 1.5 * advanced, 1.5 * cancelled)
         assert answer.status_code == 202, answer.text
         job = await job_store.get(aredis, step_job_id(workflow_id, "report"))
         answered = answer.json()["steps"][1]
@@ -79,10 +93,10 @@ async def test_a_cancel_racing_a_step_start_never_lets_the_step_run(api, aredis,
     assert set(orders) == {"never started", "started, then cancelled"}, orders
 
 
-async def test_a_steps_outcome_stays_in_the_workflow_after_its_job_record_is_gone(aredis, settings):
-    workflow_id = await create_workflow(aredis, settings, WorkflowRequest.model_validate(TWO_STEPS), None)
+async def test_a_steps_outcome_stays_in_the_workflow_after_its_job_record_is_gone(aredis, settings, storage):
+    workflow_id = await create_workflow(aredis, settings, WorkflowRequest.model_validate(TWO_STEPS), None, storage)
     await convert_ended(aredis, settings, workflow_id)
-    assert await advance(aredis, settings, workflow_id) == "running"
+    assert await advance(aredis, settings, workflow_id, storage) == "running"
     await aredis.delete(keys.job_meta(step_job_id(workflow_id, "convert")))  # its result TTL passed
     found = await view(aredis, workflow_id)
     assert found is not None
@@ -92,11 +106,11 @@ async def test_a_steps_outcome_stays_in_the_workflow_after_its_job_record_is_gon
     assert report["status"] == "queued"
 
 
-async def test_a_step_whose_job_record_is_gone_is_lost_and_fails_the_workflow(aredis, settings):
-    workflow_id = await create_workflow(aredis, settings, WorkflowRequest.model_validate(TWO_STEPS), None)
+async def test_a_step_whose_job_record_is_gone_is_lost_and_fails_the_workflow(aredis, settings, storage):
+    workflow_id = await create_workflow(aredis, settings, WorkflowRequest.model_validate(TWO_STEPS), None, storage)
     # The step's job record expired (or Redis lost it) before any worker copied its outcome.
     await aredis.delete(keys.job_meta(step_job_id(workflow_id, "convert")))
-    assert await advance(aredis, settings, workflow_id) == "failed"  # what the sweep does every 30 s
+    assert await advance(aredis, settings, workflow_id, storage) == "failed"  # what the sweep does every 30 s
     found = await view(aredis, workflow_id)
     assert found is not None
     assert found["status"] == "failed" and found["error"] == "step 'convert' lost"
@@ -107,8 +121,8 @@ async def test_a_step_whose_job_record_is_gone_is_lost_and_fails_the_workflow(ar
     assert 0 < await aredis.ttl(keys.workflow(workflow_id)) <= settings.result_ttl
 
 
-async def test_an_ended_workflow_expires_after_the_result_ttl(api, aredis, settings):
-    workflow_id = await create_workflow(aredis, settings, WorkflowRequest.model_validate(TWO_STEPS), None)
+async def test_an_ended_workflow_expires_after_the_result_ttl(api, aredis, settings, storage):
+    workflow_id = await create_workflow(aredis, settings, WorkflowRequest.model_validate(TWO_STEPS), None, storage)
     assert await aredis.ttl(keys.workflow(workflow_id)) == -1  # running: kept as long as it runs
     assert (await api.delete(f"/workflows/{workflow_id}")).status_code == 202
     for key in (keys.workflow(workflow_id), keys.workflow_steps(workflow_id)):
@@ -157,21 +171,23 @@ async def until_status(status_code, path: str, wanted: int, timeout: float) -> N
         await asyncio.sleep(0.05)
 
 
-async def test_many_steps_ending_at_once_are_all_recorded(aredis, settings):
+async def test_many_steps_ending_at_once_are_all_recorded(aredis, settings, storage):
     fan = {"steps": [{"id": f"s{i}", "operation": "ifc2json",
                       "arguments": {"filename": "model.ifc", "output_filename": f"s{i}.json"}} for i in range(30)]}
-    workflow_id = await create_workflow(aredis, settings, WorkflowRequest.model_validate(fan), None)
+    workflow_id = await create_workflow(aredis, settings, WorkflowRequest.model_validate(fan), None, storage)
     for i in range(30):
         end = TryEnd("complete", result={"n": i})
         await job_store.finish(aredis, settings, step_job_id(workflow_id, f"s{i}"), "", 1, Operation.ifc2json, end)
     # Every step's hook advances at once: each transaction that loses a race reads again and retries.
-    await asyncio.gather(*(advance(aredis, settings, workflow_id) for _ in range(30)))
+    await asyncio.gather(*(advance(aredis, settings, workflow_id, storage) for _ in range(30)))
     found = await view(aredis, workflow_id)
     assert found is not None and found["status"] == "complete"
     assert [s["result"] for s in found["steps"]] == [{"n": i} for i in range(30)]
 
 
-async def test_a_step_whose_reference_names_nothing_fails_the_workflow_and_starts_nothing(aredis, settings):
+async def test_a_step_whose_reference_names_nothing_fails_the_workflow_and_starts_nothing(
+    aredis, settings, storage
+):
     steps = {"steps": [
         TWO_STEPS["steps"][0],
         {"id": "bad", "operation": "ifc2json",
@@ -179,9 +195,9 @@ async def test_a_step_whose_reference_names_nothing_fails_the_workflow_and_start
         {"id": "good", "operation": "ifc2json",
          "arguments": {"filename": "${convert.output_files.0}", "output_filename": "good.json"}},
     ]}
-    workflow_id = await create_workflow(aredis, settings, WorkflowRequest.model_validate(steps), None)
+    workflow_id = await create_workflow(aredis, settings, WorkflowRequest.model_validate(steps), None, storage)
     await convert_ended(aredis, settings, workflow_id)
-    assert await advance(aredis, settings, workflow_id) == "failed"
+    assert await advance(aredis, settings, workflow_id, storage) == "failed"
     found = await view(aredis, workflow_id)
     assert found is not None
     assert [s["status"] for s in found["steps"]] == ["complete", "failed", "skipped"]

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 from typing import Any
 
 import structlog
 from arq import ArqRedis
 from pydantic import ValidationError
 
-from contracts.files import PathRefused, normalize_paths
+from contracts.files import PathRefused
 from contracts.operations import OPERATIONS
 from contracts.requests import REQUEST_MODELS
+from contracts.stored_paths import check_paths
 from settings import DEFAULT_QUEUE, Settings
+from storage import Storage
 from store import job_store, keys
 from store.job_store import NewJob, now_ms
 from store.job_view import TERMINAL, JobView
@@ -60,18 +61,26 @@ class StepInvalid(ValueError):
         self.step = step
 
 
-def _checked_arguments(step: Step, arguments: dict[str, Any], data_dir: Path) -> dict[str, Any]:
-    """The step's request, validated and with its paths checked and normalized, or ``StepInvalid``."""
+async def _checked_arguments(
+    step: Step, arguments: dict[str, Any], storage: Storage, *, pin: bool = True
+) -> dict[str, Any]:
+    """The step's request, validated and with its paths checked and normalized, or ``StepInvalid``;
+    with ``pin`` its inputs pinned to their versions now (when the step starts)."""
     try:
         request = REQUEST_MODELS[step.operation].model_validate(arguments)
-        normalize_paths(request, data_dir, OPERATIONS[step.operation].service)
+        await check_paths(storage, request, OPERATIONS[step.operation].service, record=pin)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise StepInvalid(step.id, f"{where}: {first['msg']}" if where else first["msg"]) from None
     except PathRefused as exc:
         raise StepInvalid(step.id, f"{'.'.join(map(str, exc.loc))}: {exc.message}") from None
-    return request.model_dump(mode="json", by_alias=True)
+    dumped = request.model_dump(mode="json", by_alias=True)
+    if pin:  # as the operation routes record a job: the pins resolved, the client's pin fields not kept
+        for name in ("input_version_id", "old_version_id", "new_version_id"):
+            if dumped.get(name) is None:
+                dumped.pop(name, None)
+    return dumped
 
 
 def _placeholders(value: Any) -> Any:
@@ -84,12 +93,13 @@ def _placeholders(value: Any) -> Any:
     return value
 
 
-def check_workflow(workflow: WorkflowRequest, data_dir: Path) -> list[Step]:
-    """Every step checked now: fully when it uses no earlier result, in shape when it does."""
+async def check_workflow(workflow: WorkflowRequest, storage: Storage) -> list[Step]:
+    """Every step checked now: fully when it uses no earlier result (a pin it names must exist; it
+    pins when it starts), in shape when it does."""
     checked = []
     for step in workflow.steps:
         if not references(step.arguments):
-            arguments = _checked_arguments(step, step.arguments, data_dir)
+            arguments = await _checked_arguments(step, step.arguments, storage, pin=False)
         else:
             try:
                 REQUEST_MODELS[step.operation].model_validate(_placeholders(step.arguments))
@@ -102,10 +112,11 @@ def check_workflow(workflow: WorkflowRequest, data_dir: Path) -> list[Step]:
 
 
 async def create_workflow(
-    redis: ArqRedis, settings: Settings, workflow: WorkflowRequest, request_id: str | None
+    redis: ArqRedis, settings: Settings, workflow: WorkflowRequest, request_id: str | None, storage: Storage,
 ) -> str:
-    """Record a checked workflow and start its first steps; returns its id."""
-    steps = check_workflow(workflow, settings.data_dir)
+    """Record a checked workflow (its paths checked against ``storage``) and start its first steps;
+    returns its id."""
+    steps = await check_workflow(workflow, storage)
     workflow_id = uuid.uuid4().hex
     due = now_ms() + int(workflow.defer_by * 1000) if workflow.defer_by else None
     async with redis.pipeline(transaction=True) as pipe:
@@ -125,7 +136,7 @@ async def create_workflow(
         pipe.sadd(keys.ACTIVE_WORKFLOWS, workflow_id)
         await pipe.execute()
     log.info("workflow.created", workflow_id=workflow_id, steps=len(steps))
-    await advance(redis, settings, workflow_id)
+    await advance(redis, settings, workflow_id, storage)
     return workflow_id
 
 
@@ -146,9 +157,12 @@ def _copied(workflow_id: str, loaded: Loaded, views: dict[str, JobView], change:
         change.fields[OUTCOME + step.id] = json.dumps(outcome)
 
 
-def _started(settings: Settings, workflow_id: str, loaded: Loaded, states: dict[str, str], change: Change) -> None:
-    """Start every pending step whose dependencies completed; when one is invalid, it fails and
-    nothing starts (the workflow fails)."""
+async def _started(
+    settings: Settings, storage: Storage, workflow_id: str, loaded: Loaded, states: dict[str, str],
+    change: Change,
+) -> None:
+    """Start every pending step whose dependencies completed, its inputs pinned now (they are earlier
+    steps' outputs); when one is invalid, it fails and nothing starts (the workflow fails)."""
     fields = {**loaded.record, **change.fields}
     results = {
         step_id: json.loads(fields[OUTCOME + step_id]).get("result") or {}
@@ -160,7 +174,8 @@ def _started(settings: Settings, workflow_id: str, loaded: Loaded, states: dict[
         if states[step.id] != PENDING or not set(step.depends_on) <= results.keys():
             continue
         try:
-            arguments = _checked_arguments(step, resolve(step.arguments, results), settings.data_dir)
+            resolved = resolve(step.arguments, results)
+            arguments = await _checked_arguments(step, resolved, storage)
         except (StepInvalid, ReferenceError_) as exc:
             change.states[step.id] = states[step.id] = FAILED
             change.fields[INVALID + step.id] = str(exc)
@@ -191,7 +206,9 @@ def _failing(loaded: Loaded, states: dict[str, str], change: Change) -> bool:
     return True
 
 
-async def _decide_advance(redis: ArqRedis, settings: Settings, workflow_id: str, loaded: Loaded) -> Change:
+async def _decide_advance(
+    redis: ArqRedis, settings: Settings, storage: Storage, workflow_id: str, loaded: Loaded
+) -> Change:
     change = Change()
     enqueued = [step_job_id(workflow_id, s.id) for s in loaded.steps if loaded.state(s.id) == ENQUEUED]
     views = {v.job_id: v for v in await job_store.get_many(redis, enqueued)}
@@ -201,17 +218,18 @@ async def _decide_advance(redis: ArqRedis, settings: Settings, workflow_id: str,
     states = {s.id: change.states.get(s.id, loaded.state(s.id)) for s in loaded.steps}
     if _failing(loaded, states, change):
         return change
-    _started(settings, workflow_id, loaded, states, change)
+    await _started(settings, storage, workflow_id, loaded, states, change)
     if not _failing(loaded, states, change) and all(st == COMPLETE for st in states.values()):
         change.finish = (COMPLETE, "")
     return change
 
 
-async def advance(redis: ArqRedis, settings: Settings, workflow_id: str) -> str | None:
+async def advance(redis: ArqRedis, settings: Settings, workflow_id: str, storage: Storage) -> str | None:
     """Copy ended steps' outcomes, start what can start, skip what cannot, finish the workflow when
-    it is over; returns its status (None when it is gone, or when other writers kept winning)."""
+    it is over; returns its status (None when it is gone, or when other writers kept winning).
+    ``storage`` pins the inputs of the steps that start."""
     async def decide(loaded: Loaded) -> Change:
-        return await _decide_advance(redis, settings, workflow_id, loaded)
+        return await _decide_advance(redis, settings, storage, workflow_id, loaded)
 
     try:
         done = await transact(redis, settings, workflow_id, decide)
@@ -240,7 +258,7 @@ async def _ended(redis: ArqRedis, workflow_id: str, loaded: Loaded, change: Chan
     return status
 
 
-async def cancel(redis: ArqRedis, settings: Settings, workflow_id: str) -> str | None:
+async def cancel(redis: ArqRedis, settings: Settings, workflow_id: str, storage: Storage) -> str | None:
     """Cancel a running workflow: its pending steps never start, its started steps' jobs are
     cancelled (queued) or aborted (running). Returns the status it had (``running`` when this call
     cancelled it), or None when there is no such workflow.
@@ -262,7 +280,7 @@ async def cancel(redis: ArqRedis, settings: Settings, workflow_id: str) -> str |
     for step in loaded.steps:
         if loaded.state(step.id) == ENQUEUED:
             await job_store.cancel(redis, settings, step_job_id(workflow_id, step.id))
-    await advance(redis, settings, workflow_id)  # copies the outcomes of the jobs cancelled before they started
+    await advance(redis, settings, workflow_id, storage)  # copies the outcomes of jobs cancelled before they started
     await _ended(redis, workflow_id, loaded, change)  # the webhook then shows those steps cancelled
     return RUNNING
 

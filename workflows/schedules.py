@@ -20,10 +20,12 @@ from arq import ArqRedis
 from croniter import croniter
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from contracts.files import PathRefused, normalize_paths
+from contracts.files import PathRefused
 from contracts.operations import OPERATIONS, Operation
 from contracts.requests import REQUEST_MODELS
+from contracts.stored_paths import check_paths
 from settings import Settings
+from storage import Storage
 from store import job_store, keys
 from store.job_store import NewJob, Priority, now_ms
 from workflows import schedule_store as store
@@ -186,12 +188,13 @@ def skipped_slots(schedule: dict[str, Any], slot: int) -> int:
     return SKIP_COUNT_MAX
 
 
-async def fire_due(redis: ArqRedis, settings: Settings) -> int:
+async def fire_due(redis: ArqRedis, settings: Settings, storage: Storage) -> int:
     """Fire every schedule whose latest slot has not been fired; returns how many this call fired.
 
     Reads only the schedules due now (the index by next slot): any number of schedules not due
     costs one ``ZRANGEBYSCORE``. Of the slots due since the last fire only the latest runs; the
-    others are recorded as skipped (``last_skipped``, ``ifcflow_schedule_slots_skipped_total``)."""
+    others are recorded as skipped (``last_skipped``, ``ifcflow_schedule_slots_skipped_total``). A fired
+    job pins its inputs' latest versions in ``storage`` then."""
     now = datetime.now(UTC)
     fired = 0
     for schedule_id, schedule in await store.due(redis, int(now.timestamp() * 1000), _index_score):
@@ -206,7 +209,7 @@ async def fire_due(redis: ArqRedis, settings: Settings) -> int:
         if not claimed:
             continue  # another worker fires this slot, and moves the schedule on in the index
         skipped = skipped_slots(schedule, slot)
-        error = await _fire(redis, settings, schedule, slot)
+        error = await _fire(redis, settings, storage, schedule, slot)
         fired_at = now_ms()
 
         def fired_now(current: dict[str, Any], slot: int = slot, error: str | None = error,
@@ -223,12 +226,15 @@ async def fire_due(redis: ArqRedis, settings: Settings) -> int:
     return fired
 
 
-async def _fire(redis: ArqRedis, settings: Settings, schedule: dict[str, Any], slot: int) -> str | None:
+async def _fire(
+    redis: ArqRedis, settings: Settings, storage: Storage, schedule: dict[str, Any], slot: int
+) -> str | None:
     try:
         if schedule["job"] is not None:
             template = JobTemplate.model_validate(schedule["job"])
             request = REQUEST_MODELS[template.operation].model_validate(template.arguments)
-            normalize_paths(request, settings.data_dir, OPERATIONS[template.operation].service)
+            service = OPERATIONS[template.operation].service
+            await check_paths(storage, request, service)
             job_id = f"sched-{schedule['id']}-{slot}"
             await job_store.create(
                 redis,
@@ -239,7 +245,7 @@ async def _fire(redis: ArqRedis, settings: Settings, schedule: dict[str, Any], s
             log.info("schedule.fired", schedule_id=schedule["id"], slot=slot, job_id=job_id)
         else:
             workflow_id = await create_workflow(
-                redis, settings, WorkflowRequest.model_validate(schedule["workflow"]), None
+                redis, settings, WorkflowRequest.model_validate(schedule["workflow"]), None, storage
             )
             log.info("schedule.fired", schedule_id=schedule["id"], slot=slot, workflow_id=workflow_id)
     except (ValidationError, PathRefused, StepInvalid) as exc:

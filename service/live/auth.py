@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import cast
 
 from fastapi import WebSocket
 
-from service.deps import key_matches
+from access.grants import ANONYMOUS, Caller
+from access.keyring import KeyRing
 from settings import Settings
 
 # Close codes: 4401/4403 mirror HTTP's 401 (no key) and 403 (wrong key).
@@ -26,11 +28,11 @@ _FIRST_MESSAGE_WAIT_S = 5.0
 FIRST_MESSAGE_MAX_CHARS = 4096
 
 
-async def authenticate(ws: WebSocket, settings: Settings) -> bool:
-    """Accept the socket and check its key; on failure close it with 4401 or 4403 and return False."""
+async def authenticate(ws: WebSocket, settings: Settings) -> Caller | None:
+    """Accept the socket and check its key: the caller, or None after closing it with 4401 or 4403."""
     await ws.accept()
     if settings.allow_anonymous and not settings.api_keys:
-        return True
+        return ANONYMOUS
     key = ws.headers.get("x-api-key") or ws.query_params.get("api_key")
     if not key:
         try:
@@ -39,7 +41,7 @@ async def authenticate(ws: WebSocket, settings: Settings) -> bool:
             first = ""
         if len(first) > FIRST_MESSAGE_MAX_CHARS:
             await ws.close(CLOSE_TOO_BIG, f"first message over {FIRST_MESSAGE_MAX_CHARS} characters: send the key")
-            return False
+            return None
         try:
             parsed = json.loads(first)
             key = parsed.get("api_key") if isinstance(parsed, dict) else None
@@ -47,8 +49,9 @@ async def authenticate(ws: WebSocket, settings: Settings) -> bool:
             key = first.strip() or None
     if not key:
         await ws.close(CLOSE_NO_KEY, "missing API key")
-        return False
-    if not key_matches(str(key), settings):
+        return None
+    caller = await cast(KeyRing, ws.state.keyring).authenticate(str(key))
+    if caller is None:
         await ws.close(CLOSE_BAD_KEY, "invalid API key")
-        return False
-    return True
+        return None
+    return caller

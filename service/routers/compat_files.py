@@ -17,15 +17,17 @@ from typing import Annotated
 from urllib.parse import quote
 
 import structlog
-from fastapi import APIRouter, Body, HTTPException, Request
+from fastapi import APIRouter, Body, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.download_tokens import TokenRefused, mint, verify
-from contracts.files import data_root, inside, resolve_input
+from contracts.files import inside
 from contracts.paths import check_relative_path
-from service.deps import ApiKeyDep, SettingsDep
+from service.deps import ApiKeyDep, SettingsDep, StorageDep
+from service.stored import find_input, serve
 from settings import Settings
+from storage import Storage
 
 router = APIRouter(tags=["files (ifcpipeline)"])
 log = structlog.get_logger("service.compat")
@@ -37,15 +39,17 @@ _PROCESS_SECRET = secrets.token_bytes(32)
 _warned = False
 
 
-def resolve_client_path(data_dir: Path, value: str, loc: tuple[str, str]) -> str | None:
-    """The data-dir-relative path of the existing file ``value`` names (any form an operation's input
-    may take: "model.ifc", "/uploads/model.ifc", "/output/json/x.json"), or None; 422 for a path that
-    can never be inside the data directory."""
+async def resolve_client_path(storage: Storage, value: str, loc: tuple[str, str]) -> str | None:
+    """The stored path of the existing file ``value`` names (any form an operation's input may take:
+    "model.ifc", "/uploads/model.ifc", "/output/json/x.json"), or None; 422 for a path that can never
+    be inside the data directory."""
     try:
         relative = check_relative_path(value)
     except ValueError as exc:
         raise HTTPException(422, [{"loc": list(loc), "msg": str(exc), "type": "path_refused"}]) from None
-    return resolve_input(data_dir, relative)
+    if any(part.startswith(".") for part in relative.split("/")):
+        return None  # the store's own folders (.versions, .incoming, ...)
+    return await find_input(storage, relative)
 
 
 def _secret(settings: Settings) -> bytes:
@@ -64,10 +68,19 @@ class ListDirectories(BaseModel):
 
 
 @router.get("/list_directories", response_model=ListDirectories, summary="List available directories and files")
-async def list_directories(settings: SettingsDep, _: ApiKeyDep) -> ListDirectories:
+async def list_directories(storage: StorageDep, _: ApiKeyDep) -> ListDirectories:
     """Every file in ``uploads/``, ``output/`` and ``examples/``, with a leading slash (ifcpipeline's form,
     which every path field accepts), sorted."""
-    return ListDirectories(files=await asyncio.to_thread(_walk, Path(data_root(settings.data_dir))))
+    root = storage.local_root
+    if root is not None:  # names only: a walk, without hashing each new file as the store's listing does
+        return ListDirectories(files=await asyncio.to_thread(_walk, Path(os.path.realpath(root))))
+    found: list[str] = []
+    for folder in LISTED_FOLDERS:
+        async for v in storage.files(folder + "/"):
+            found.append("/" + v.key)
+            if len(found) >= _MAX_LISTED:
+                return ListDirectories(files=sorted(found))
+    return ListDirectories(files=sorted(found))
 
 
 def _walk(root: Path) -> list[str]:
@@ -103,10 +116,11 @@ class DownloadLink(BaseModel):
 
 @router.post("/create_download_link", response_model=DownloadLink)
 async def create_download_link(
-    request: Request, body: Annotated[DownloadRequest, Body()], settings: SettingsDep, _: ApiKeyDep
+    request: Request, body: Annotated[DownloadRequest, Body()], settings: SettingsDep, storage: StorageDep,
+    _: ApiKeyDep,
 ) -> DownloadLink:
     """A link to one file that works without the API key until it expires (``IFCFLOW_DOWNLOAD_LINK_TTL``)."""
-    found = resolve_client_path(settings.data_dir, body.file_path, ("body", "file_path"))
+    found = await resolve_client_path(storage, body.file_path, ("body", "file_path"))
     if found is None:
         raise HTTPException(404, f"file {body.file_path!r} not found")
     token, grant = mint(_secret(settings), found, settings.download_link_ttl)
@@ -123,30 +137,43 @@ def _preview_url(base: str, found: str) -> str | None:
 
 
 @router.get("/download/{token}", response_class=FileResponse)
-async def download(token: str, settings: SettingsDep) -> FileResponse:
-    """The file a link names: no API key needed; 403 for an altered token, 410 once it expired."""
+async def download(token: str, settings: SettingsDep, storage: StorageDep) -> Response:
+    """The file a link names: no API key needed; 403 for an altered token, 410 once it expired.
+    Served by the gateway on both backends (the link's clients expect the file, not a redirect)."""
     try:
         grant = verify(_secret(settings), token)
     except TokenRefused as exc:
         raise HTTPException(exc.status_code, exc.message) from None
-    root = data_root(settings.data_dir)
-    real = os.path.realpath(os.path.join(root, grant.path))
-    if not inside(root, real) or not os.path.isfile(real):  # removed, or a link swapped in since
+    root = storage.local_root
+    if root is not None:
+        top = os.path.realpath(root)
+        real = os.path.realpath(os.path.join(top, grant.path))
+        if not inside(top, real) or not os.path.isfile(real):  # removed, or a link swapped in since
+            raise HTTPException(404, "the file of this link is gone")
+        return FileResponse(real, filename=os.path.basename(real))
+    found = await storage.stat(grant.path)
+    if found is None:
         raise HTTPException(404, "the file of this link is gone")
-    return FileResponse(real, filename=os.path.basename(real))
+    return await serve(storage, grant.path, found, filename=grant.path.rpartition("/")[2])
 
 
 @router.get("/ifc2json/{filename:path}", response_class=FileResponse)
-async def get_ifc2json(filename: str, settings: SettingsDep, _: ApiKeyDep) -> FileResponse:
+async def get_ifc2json(filename: str, storage: StorageDep, _: ApiKeyDep) -> Response:
     """A converted JSON by name ("model.json") or path ("/output/json/model.json", a dropdown value)."""
     if "\x00" in filename or not filename.strip("/"):
         raise HTTPException(422, [{"loc": ["path", "filename"], "msg": "must name a JSON file", "type": "value_error"}])
     base = filename.rstrip("/").rpartition("/")[2]
     found = None
     if "/" in filename.strip("/"):
-        found = resolve_client_path(settings.data_dir, filename, ("path", "filename"))
-    if found is None or not found.startswith("output/"):
-        found = resolve_input(settings.data_dir, f"output/json/{base}")  # where ifcpipeline kept them
+        found = await resolve_client_path(storage, filename, ("path", "filename"))
+    if (found is None or not found.startswith("output/")) and not base.startswith("."):
+        found = await find_input(storage, f"output/json/{base}")  # where ifcpipeline kept them
     if found is None or not found.startswith("output/"):
         raise HTTPException(404, f"File {filename} not found")
-    return FileResponse(os.path.join(data_root(settings.data_dir), found), media_type="application/json")
+    root = storage.local_root
+    if root is not None:
+        return FileResponse(os.path.join(os.path.realpath(root), found), media_type="application/json")
+    version = await storage.stat(found)
+    if version is None:
+        raise HTTPException(404, f"File {filename} not found")
+    return await serve(storage, found, version, media_type="application/json")

@@ -9,6 +9,7 @@ exist, or an argument that does not fit its parameter, is a 422 naming it), then
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Annotated, Any, cast
 
@@ -18,7 +19,7 @@ from fastapi import APIRouter, Body, HTTPException, Request, Response
 from pydantic import BaseModel
 
 from contracts.compat_requests import IfcPatchRecipesRequest, IfcPatchRequest
-from contracts.files import resolve_output
+from contracts.files import output_path, resolve_output
 from contracts.operations import Operation
 from contracts.patch_args import ArgumentRefused, coerce
 from contracts.paths import check_relative_path
@@ -29,6 +30,7 @@ from service.routers.compat_submit import body_model, submit
 from service.routers.operations import IdempotencyKeyHeader
 from service.schemas import JobAccepted
 from settings import Settings
+from storage import Storage
 
 router = APIRouter(tags=["patch (ifcpipeline)"])
 log = structlog.get_logger("service.compat")
@@ -99,7 +101,7 @@ def _refused(loc: list[str | int], message: str) -> HTTPException:
     return HTTPException(422, [{"loc": ["body", *loc], "msg": message, "type": "patch_refused"}])
 
 
-def check_patch(body: IfcPatchRequest, listing: dict[str, Any], settings: Settings) -> None:
+async def check_patch(body: IfcPatchRequest, listing: dict[str, Any], storage: Storage) -> None:
     """422 unless the recipe exists (custom when ``use_custom``) and every argument fits its parameter."""
     known = [r for r in listing["recipes"] if r.get("name") == body.recipe]
     recipe = next((r for r in known if bool(r.get("is_custom")) == body.use_custom), None)
@@ -108,25 +110,48 @@ def check_patch(body: IfcPatchRequest, listing: dict[str, Any], settings: Settin
         kind = "custom recipe" if body.use_custom else "ifcpatch recipe"
         raise _refused(["recipe"], f"{body.recipe!r} is no {kind} of this server{other}; "
                                    "POST /patch/recipes/list lists them")
+    parameters = recipe.get("parameters", [])
+    # The arguments' paths are looked up in the store (asynchronously) between two passes of the
+    # (synchronous) check: the first collects them, the second refuses the first that is not there.
+    asked: list[tuple[str, str]] = []
+
+    def collect(role: str, value: str) -> str:
+        asked.append((role, value))
+        return value
+
+    with contextlib.suppress(ArgumentRefused):  # the second pass names it, or an earlier path refused
+        coerce(body.recipe, parameters, body.arguments, collect)
+    found = {(role, value): await _patch_path(storage, role, value) for role, value in dict.fromkeys(asked)}
 
     def resolve_path(role: str, value: str) -> str:
-        if role == "output_dir":
-            found = resolve_output(settings.data_dir, "ifcpatch", check_relative_path(value))
-            if found is None:
-                raise ValueError(f"folder {value!r} leaves output/ifcpatch/")
-            return found
-        try:
-            path = resolve_client_path(settings.data_dir, value, ("body", "arguments"))
-        except HTTPException:
-            path = None
-        if path is None:
-            raise ValueError(f"file {value!r} not found in the data directory")
-        return path
+        result = found[(role, value)]
+        if isinstance(result, ValueError):
+            raise result
+        return result
 
     try:
-        coerce(body.recipe, recipe.get("parameters", []), body.arguments, resolve_path)
+        coerce(body.recipe, parameters, body.arguments, resolve_path)
     except ArgumentRefused as exc:
         raise _refused(["arguments"] if exc.index is None else ["arguments", exc.index], exc.message) from None
+
+
+async def _patch_path(storage: Storage, role: str, value: str) -> str | ValueError:
+    """Where a recipe's path argument points, or the error that refuses it."""
+    try:
+        if role == "output_dir":
+            key = check_relative_path(value)
+            root = storage.local_root
+            # On S3 there are no folders to run into: the output rule alone (output/ifcpatch/).
+            folder = resolve_output(root, "ifcpatch", key) if root is not None else output_path("ifcpatch", key)
+            if folder is None:
+                return ValueError(f"folder {value!r} leaves output/ifcpatch/")
+            return folder
+        path = await resolve_client_path(storage, value, ("body", "arguments"))
+    except (HTTPException, ValueError):
+        path = None
+    if path is None:
+        return ValueError(f"file {value!r} not found in the data directory")
+    return path
 
 
 @router.post("/patch/execute", status_code=202, response_model=JobAccepted,
@@ -147,7 +172,7 @@ async def execute_patch(
         # The job waits for the service like any other, and the service checks the recipe when it runs.
         log.warning("patch.unchecked", recipe=patch.recipe, reason=str(exc))
     else:
-        check_patch(patch, listing, settings)
+        await check_patch(patch, listing, request.state.storage)
     return await submit(Operation.ifcpatch, request, body, api_key, idempotency_key)
 
 

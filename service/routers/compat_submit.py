@@ -17,6 +17,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
+from access.grants import Caller
 from contracts.operations import OPERATIONS, Operation
 from service.live.hub import JobEventHub
 from service.routers import operations
@@ -39,7 +40,7 @@ def body_model(op: Operation) -> type[BaseModel]:
     return operations.BODY_MODELS[op]
 
 
-async def submit(op: Operation, request: Request, body: BaseModel, api_key: str,
+async def submit(op: Operation, request: Request, body: BaseModel, api_key: Caller,
                  idempotency_key: str | None) -> Response:
     """Submit ``body`` as the generic route would: 202 (or 200 for a replay) with the job's id."""
     return await generic_submit(op)(request, body, api_key, idempotency_key)

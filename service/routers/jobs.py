@@ -11,8 +11,9 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel
 
 from contracts.files import inside
-from service.deps import ApiKeyDep, RedisDep, SettingsDep
+from service.deps import ApiKeyDep, RedisDep, SettingsDep, StorageDep
 from service.routers.workflows import advance_if_step
+from storage import NotFound, Storage
 from store import job_store, keys
 from store.job_view import TERMINAL, JobStatus, JobView
 from store.seed_view import SeedJobStatus, seed_view
@@ -84,43 +85,59 @@ async def get_job(job_id: JobId, redis: RedisDep, _: ApiKeyDep) -> JobView:
     return await _get(redis, job_id)
 
 
-def _html_report(data_dir: FilePath, view: JobView) -> str | None:
-    """The text of a finished HTML test report (None for other jobs, or one gone or too large)."""
-    args = view.arguments or {}
-    files = (view.result or {}).get("output_files") or []
-    if view.operation != "ifctester" or args.get("report_type") != "html" or not files:
-        return None
-    root = os.path.realpath(data_dir)
-    real = os.path.realpath(os.path.join(root, str(files[0])))
+def _local_report(root: FilePath, rel: str) -> str | None:
+    top = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(top, rel))
     try:
-        if not inside(root, real) or os.path.getsize(real) > _REPORT_MAX_BYTES:
+        if not inside(top, real) or os.path.getsize(real) > _REPORT_MAX_BYTES:
             return None
         return FilePath(real).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
 
 
+async def _html_report(storage: Storage, view: JobView) -> str | None:
+    """The text of a finished HTML test report (None for other jobs, or one gone or too large)."""
+    args = view.arguments or {}
+    files = (view.result or {}).get("output_files") or []
+    if view.operation != "ifctester" or args.get("report_type") != "html" or not files:
+        return None
+    rel = str(files[0])
+    if storage.local_root is not None:
+        return await asyncio.to_thread(_local_report, storage.local_root, rel)
+    found = await storage.stat(rel)
+    if found is None or found.size > _REPORT_MAX_BYTES:
+        return None
+    try:
+        data = b"".join([chunk async for chunk in storage.read(rel, found.version)])
+    except NotFound:
+        return None
+    return data.decode("utf-8", errors="replace")
+
+
 @router.get("/{job_id}/status", response_model=SeedJobStatus)
-async def get_job_status(job_id: JobId, redis: RedisDep, settings: SettingsDep, _: ApiKeyDep) -> SeedJobStatus:
+async def get_job_status(job_id: JobId, redis: RedisDep, storage: StorageDep, _: ApiKeyDep) -> SeedJobStatus:
     """The job as the RQ system answered it, for its clients (the n8n node polls here): RQ's status
     words (``finished``, ``failed``, ...), ``error`` a string, ``result`` as its workers returned it
     (``success``, ``output_path``, each operation's own keys). The same record as ``GET /jobs/{id}``."""
     view = await _get(redis, job_id)
     report = None
     if view.status is JobStatus.complete and view.operation == "ifctester":
-        report = await asyncio.to_thread(_html_report, settings.data_dir, view)
+        report = await _html_report(storage, view)
     return seed_view(view, report)
 
 
 @router.delete("/{job_id}", response_model=JobView, status_code=202)
-async def cancel_job(job_id: JobId, redis: RedisDep, settings: SettingsDep, _: ApiKeyDep) -> JobView:
+async def cancel_job(
+    job_id: JobId, redis: RedisDep, settings: SettingsDep, storage: StorageDep, _: ApiKeyDep
+) -> JobView:
     """Cancel a queued or deferred job, or abort a running one."""
     view = await _get(redis, job_id)
     if view.status in TERMINAL:
         raise HTTPException(409, f"job {job_id} already {view.status.value}")
     outcome = await job_store.cancel(redis, settings, job_id)
     if outcome == "cancelled":
-        await advance_if_step(redis, settings, job_id)
+        await advance_if_step(redis, settings, storage, job_id)
     if outcome == "aborting":
         deadline = asyncio.get_running_loop().time() + _ABORT_WAIT_S
         while asyncio.get_running_loop().time() < deadline:

@@ -7,9 +7,10 @@ import orjson
 from fastapi import APIRouter, Body, Header, HTTPException, Request, Response
 from pydantic import BaseModel, create_model
 
-from contracts.files import PathRefused, normalize_paths
+from contracts.files import PathRefused
 from contracts.operations import OPERATIONS, Operation, OperationSpec
 from contracts.requests import REQUEST_MODELS, RQ_ONLY_FIELDS
+from contracts.stored_paths import check_paths
 from contracts.webhooks import CallbackRefused, check_callback_url
 from service.deps import ApiKeyDep
 from service.schemas import JobAccepted, JobOptions
@@ -107,18 +108,20 @@ def _make_route(spec: OperationSpec) -> Callable[..., Coroutine[Any, Any, Respon
         options = cast(JobOptions, body)
         try:
             await resolve_previous(redis, body)  # a job id: its result file, checked as a path below
-            normalize_paths(body, settings.data_dir, spec.service)
+            # Every input pinned to its version now: the job reads those bytes whatever is uploaded later.
+            await check_paths(request.state.storage, body, spec.service)
         except PathRefused as exc:
             raise HTTPException(
                 422, [{"loc": ["body", *exc.loc], "msg": exc.message, "type": "path_refused"}]
             ) from None
         check_callback(options.callback_url, settings)
-        job_id = job_id_for(idempotency_key, api_key)
+        job_id = job_id_for(idempotency_key, api_key.key_id)
+        recorded = body.model_dump(mode="json", by_alias=True, exclude=_recorded(body, rq_defaults))
         try:
             created = await submit(
                 request.state.creates,
                 op,
-                body.model_dump(mode="json", by_alias=True, exclude=_recorded(body, rq_defaults)),
+                recorded,
                 options,
                 job_id=job_id,
                 request_id=request.state.request_id,

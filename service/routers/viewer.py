@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Header, HTTPException, Query
 from fastapi.responses import FileResponse
+from starlette.responses import Response
 
-from contracts.files import data_root, resolve_input
 from contracts.paths import check_relative_path
-from service.deps import ApiKeyDep, SettingsDep
+from service.deps import ApiKeyDep, SettingsDep, StorageDep
 from service.stepindex import IndexCache
+from service.stored import find_input, local_copy, serve
+from settings import Settings
+from storage import Storage, Version
 
 router = APIRouter(tags=["viewer"])
 _STATIC = Path(__file__).resolve().parent.parent / "viewer"
@@ -57,30 +61,61 @@ async def vendor_file(path: str) -> FileResponse:
     return static_file(_VENDOR_FILES[path])
 
 
-def _ifc_path(settings_dir: Path, file: str) -> Path:
+async def _key(storage: Storage, file: str) -> str:
+    """The stored path of the model file ``file`` names (looked for as an operation's input is)."""
     try:
-        rel = resolve_input(settings_dir, check_relative_path(file))
+        rel = check_relative_path(file)
     except ValueError as exc:
         raise HTTPException(422, [{"loc": ["query", "file"], "msg": str(exc), "type": "value_error"}]) from None
-    if rel is None:
+    key = None if any(p.startswith(".") for p in rel.split("/")) else await find_input(storage, rel)
+    if key is None:
         raise HTTPException(404, f"file {file!r} not found")
-    return Path(data_root(settings_dir)) / rel
+    return key
+
+
+async def _model(storage: Storage, file: str) -> Version:
+    found = await storage.stat(await _key(storage, file))
+    if found is None:
+        raise HTTPException(404, f"file {file!r} not found")
+    return found
+
+
+async def _ifc_path(storage: Storage, settings: Settings, file: str) -> Path:
+    # The index reads a local file: the store's own (by name: the index cache keys it by its mtime and
+    # size), or on S3 a copy named by its content.
+    if storage.local_root is not None:
+        return Path(os.path.realpath(storage.local_root)) / await _key(storage, file)
+    return await local_copy(storage, settings, await _model(storage, file), "viewer")
+
+
+@router.get("/viewer-api/file", response_class=FileResponse)
+async def model_file(
+    file: FilePath, storage: StorageDep, _: ApiKeyDep,
+    range_: Annotated[str | None, Header(alias="range", include_in_schema=False)] = None,
+) -> Response:
+    """The model file the viewer draws (a glb or IFC), streamed by the gateway on both backends: the
+    page fetches it from its own origin, so the store needs no CORS rules (a presigned URL on another
+    origin would). A single byte range is answered (206)."""
+    found = await _model(storage, file)
+    return await serve(storage, found.key, found, range_header=range_,
+                       headers={"X-Ifcflow-Version": found.version, "Cache-Control": "private, max-age=0"})
 
 
 @router.get("/viewer-api/elements")
-async def elements(file: FilePath, settings: SettingsDep, _: ApiKeyDep) -> dict[str, Any]:
+async def elements(file: FilePath, settings: SettingsDep, storage: StorageDep, _: ApiKeyDep) -> dict[str, Any]:
     """Class, name and storey of every element of an IFC file, by GlobalId, and its storeys by elevation."""
-    path = _ifc_path(settings.data_dir, file)
+    path = await _ifc_path(storage, settings, file)
     index = await asyncio.to_thread(_INDEXES.get, path)
     return index.summary()
 
 
 @router.get("/viewer-api/properties")
 async def properties(
-    file: FilePath, global_id: Annotated[str, Query(min_length=22, max_length=22)], settings: SettingsDep, _: ApiKeyDep
+    file: FilePath, global_id: Annotated[str, Query(min_length=22, max_length=22)], settings: SettingsDep,
+    storage: StorageDep, _: ApiKeyDep,
 ) -> dict[str, Any]:
     """One element's property and quantity sets (the picked element's details in the viewer)."""
-    path = _ifc_path(settings.data_dir, file)
+    path = await _ifc_path(storage, settings, file)
     index = await asyncio.to_thread(_INDEXES.get, path)
     if global_id not in index.elements:
         raise HTTPException(404, f"no element {global_id} in {file}")

@@ -10,11 +10,12 @@ from typing import Annotated, Any, cast
 from fastapi import APIRouter, HTTPException, Path, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel
 
-from service.deps import ApiKeyDep, RedisDep, SettingsDep
+from service.deps import ApiKeyDep, RedisDep, SettingsDep, StorageDep
 from service.live.auth import CLOSE_NOT_FOUND, authenticate
 from service.live.hub import JobEventHub
 from service.routers.operations import check_callback
 from settings import Settings
+from storage import Storage
 from workflows.engine import StepInvalid, advance, cancel, create_workflow, step_job_id, view
 from workflows.model import WorkflowRequest
 
@@ -36,7 +37,7 @@ async def submit_workflow(
     """Check a DAG of steps (422 names the step at fault), record it and start its first steps."""
     check_callback(body.callback_url, settings)
     try:
-        workflow_id = await create_workflow(redis, settings, body, request.state.request_id)
+        workflow_id = await create_workflow(redis, settings, body, request.state.request_id, request.state.storage)
     except StepInvalid as exc:
         detail = [{"loc": ["body", "steps", exc.step], "msg": str(exc), "type": "invalid_step"}]
         raise HTTPException(422, detail) from None
@@ -60,10 +61,10 @@ async def get_workflow(workflow_id: WorkflowId, redis: RedisDep, _: ApiKeyDep) -
 
 @router.delete("/{workflow_id}", status_code=202)
 async def cancel_workflow(
-    workflow_id: WorkflowId, redis: RedisDep, settings: SettingsDep, _: ApiKeyDep
+    workflow_id: WorkflowId, redis: RedisDep, settings: SettingsDep, storage: StorageDep, _: ApiKeyDep
 ) -> dict[str, Any]:
     """Cancel the workflow: steps not started never start, queued ones are cancelled, running ones aborted."""
-    before = await cancel(redis, settings, workflow_id)
+    before = await cancel(redis, settings, workflow_id, storage)
     if before is None:
         raise HTTPException(404, f"workflow {workflow_id} not found")
     if before != "running":
@@ -118,8 +119,8 @@ async def _until_disconnect(ws: WebSocket) -> None:
             await ws.receive_text()
 
 
-async def advance_if_step(redis: Any, settings: Settings, job_id: str) -> None:
+async def advance_if_step(redis: Any, settings: Settings, storage: Storage, job_id: str) -> None:
     """After a step's job was cancelled from the jobs API, let its workflow react now."""
     if job_id.startswith("wf-"):
         workflow_id = job_id[3:35]
-        await advance(redis, settings, workflow_id)
+        await advance(redis, settings, workflow_id, storage)

@@ -15,7 +15,8 @@ export async function api(path, options = {}) {
   return body;
 }
 
-export const fileUrl = (path) => `/files/${path.split("/").map(encodeURIComponent).join("/")}`;
+// Through the viewer's own route, not /files/ (a redirect to the store on S3 would be another origin).
+export const fileUrl = (path) => `/viewer-api/file?file=${encodeURIComponent(path)}`;
 const TERMINAL = new Set(["complete", "failed", "aborted"]);
 
 /** Resolve with the job's final view; ``onUpdate`` sees every change. The job's socket, else polling. */

@@ -1,8 +1,10 @@
--- Run a failed or aborted job again under its id: the first of many concurrent callers wins.
+-- Run a failed or aborted job again under its id: the first of many concurrent callers wins. It goes
+-- into its project's index too ('default' for a record from before projects).
 -- KEYS: 1 record, 2 queue, 3 arq job, 4 arq result, 5 arq retry, 6 arq in-progress, 7 arq abort set,
---       8 stats counts
+--       8 stats counts, 9 the queue's projects with waiting jobs
 -- ARGV: 1 job id, 2 now (ms), 3 record TTL (s), 4 arq job payload, 5 arq job TTL (ms), 6 queue score,
---       7 stats field, 8 status (queued|deferred), 9 due (ms, '' when due now)
+--       7 stats field, 8 status (queued|deferred), 9 due (ms, '' when due now), 10 the queue's project
+--       index key prefix
 -- Returns 'requeued', 'busy' (arq still holds it), or the status that forbids it ('gone': no record).
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'failed' and status ~= 'aborted' then return status or 'gone' end
@@ -16,5 +18,12 @@ if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'due_at', ARGV[9]) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('PSETEX', KEYS[3], ARGV[5], ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
+local project = redis.call('HGET', KEYS[1], 'project')
+if not project then
+  project = 'default'
+  redis.call('HSET', KEYS[1], 'project', project)
+end
+redis.call('ZADD', ARGV[10] .. project, ARGV[6], ARGV[1])
+redis.call('SADD', KEYS[9], project)
 redis.call('HINCRBY', KEYS[8], ARGV[7], 1)
 return 'requeued'

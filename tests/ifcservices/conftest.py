@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import boto3
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
@@ -77,4 +80,33 @@ def live_services(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     env = {testhooks.ENV_VAR: "1", "IFCFLOW_SERVICE_CONCURRENCY": str(CONCURRENCY)}
     base, process = start_services(data_dir, log_path, env)
     yield base
+    process.stop()
+
+
+@dataclass(frozen=True)
+class S3Services:
+    """The real services on the S3 backend: their base URL and what a gateway and worker need to use the
+    same bucket (``IFCFLOW_STORAGE_URL``, the endpoint; credentials come from the environment)."""
+
+    url: str
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def s3_services(data_dir: Path, s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Services]:
+    """``python -m ifcservices all`` on a bucket of moto's real S3 API server holding the models of
+    ``data_dir/uploads`` (put there by a plain S3 client, as any other tool would), with local scratch only."""
+    bucket = f"pipeline-{uuid.uuid4().hex[:12]}"
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    client.create_bucket(Bucket=bucket)
+    for path in sorted((data_dir / "uploads").iterdir()):
+        if path.is_file():
+            client.upload_file(str(path), bucket, f"data/uploads/{path.name}")
+    work = tmp_path_factory.mktemp("s3-services")
+    storage = {"IFCFLOW_STORAGE_URL": f"s3://{bucket}/data", "IFCFLOW_S3_ENDPOINT_URL": s3_endpoint}
+    env = {testhooks.ENV_VAR: "1", "IFCFLOW_SERVICE_CONCURRENCY": str(CONCURRENCY),
+           "IFCFLOW_SCRATCH_DIR": str(work / "scratch"), **storage}
+    (work / "data").mkdir()
+    base, process = start_services(work / "data", work / "ifcservices.log", env)
+    yield S3Services(base, storage)
     process.stop()

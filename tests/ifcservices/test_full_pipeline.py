@@ -1,4 +1,5 @@
-"""Every tool through the whole pipeline: gateway -> Redis queue -> arq worker -> IFC service -> output file."""
+"""Every tool through the whole pipeline: gateway -> Redis queue -> arq worker -> IFC service -> output file,
+on both storage backends: the data directory, and a bucket of a real S3 API server (moto's)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,14 @@ from live_env import live_env
 from tests.conftest import submit, until
 
 
-@pytest.fixture
-def env(redis_url, data_dir: Path, live_services: str) -> dict[str, str]:
-    """The real services (one `python -m ifcservices all` process) behind the gateway and worker."""
-    return live_env(redis_url, data_dir, live_services)
+@pytest.fixture(params=["local", "s3"])
+def env(request: pytest.FixtureRequest, redis_url, data_dir: Path) -> dict[str, str]:
+    """The real services (one `python -m ifcservices all` process) behind the gateway and worker, on the
+    data directory or on S3 (the gateway, worker and services then share the bucket, and no folder)."""
+    if request.param == "local":
+        return live_env(redis_url, data_dir, request.getfixturevalue("live_services"))
+    s3 = request.getfixturevalue("s3_services")
+    return {**live_env(redis_url, data_dir, s3.url), **s3.env}
 
 
 @pytest.fixture
@@ -31,9 +36,15 @@ async def run(api, path: str, body: dict, timeout: float = 120.0) -> dict:
 
 
 async def download(api, path: str) -> bytes:
-    r = await api.get(f"/files/{path}")
+    # On S3 the gateway answers with a redirect to a presigned URL of the bucket.
+    r = await api.get(f"/files/{path}", follow_redirects=True)
     assert r.status_code == 200, r.text
     return r.content
+
+
+async def upload(api, name: str, content: bytes) -> None:
+    r = await api.post("/upload/ifc", files={"file": (name, content)})
+    assert r.status_code == 201, r.text
 
 
 async def test_convert_the_fzk_house_sample_to_a_glb_that_parses(api, data_dir):
@@ -92,7 +103,7 @@ async def test_diff_of_two_models_counts_the_changes(api, data_dir):
     walls = {w.Name: w for w in model.by_type("IfcWall")}
     walls["A"].Name = "A renamed"
     ifcopenshell.api.run("root.remove_product", model, product=walls["D"])
-    model.write(str(data_dir / "uploads" / "walls_edited.ifc"))
+    await upload(api, "walls_edited.ifc", model.to_string().encode())
     view = await run(api, "/ifcdiff", {"old_file": "walls.ifc", "new_file": "walls_edited.ifc"})
     assert view["status"] == "complete", view
     result = view["result"]
@@ -107,26 +118,44 @@ async def test_ifc2json_and_qto_write_their_outputs(api, data_dir):
     assert entities and view["result"]["entity_count"] > 4
     view = await run(api, "/calculate-qtos", {"input_file": "walls.ifc"})
     assert view["status"] == "complete", view
-    written = data_dir / "output" / "ifc5d" / "walls_qto.ifc"
-    model = ifcopenshell.open(str(written))
+    model = ifcopenshell.file.from_string((await download(api, "output/ifc5d/walls_qto.ifc")).decode())
     assert any(q.Name.startswith("Qto_") for q in model.by_type("IfcElementQuantity"))
 
 
-async def test_garbage_and_truncated_files_fail_their_jobs_clearly_and_the_service_stays_healthy(
-    api, live_services
-):
+async def test_garbage_and_truncated_files_fail_their_jobs_clearly_and_the_service_stays_healthy(api, env):
     for name in ("garbage.ifc", "truncated.ifc"):
         view = await run(api, "/ifc2json", {"filename": name, "output_filename": f"{name}.json"})
         assert view["status"] == "failed"
         assert view["tries"] == 1
         assert view["error"]["status_code"] == 422 and view["error"]["service"] == "ifc2json"
         assert name in view["error"]["message"]
-    assert httpx.get(f"{live_services}/ifc2json/health").status_code == 200
+    assert httpx.get(env["IFCFLOW_IFC2JSON_URL"] + "/health").status_code == 200
 
 
-async def test_a_segfault_fails_only_that_job(api, live_services):
+async def test_a_segfault_fails_only_that_job(api, env):
     crashed = await run(api, "/ifcconvert", {"input_filename": "walls__segv__.ifc", "output_filename": "x.glb"})
     assert crashed["status"] == "failed"
     assert "crashed" in crashed["error"]["message"] and "signal 11" in crashed["error"]["message"]
     fine = await run(api, "/ifcconvert", {"input_filename": "walls.ifc", "output_filename": "fine.glb"})
     assert fine["status"] == "complete"
+
+
+async def test_validate_passes_a_clean_model_and_writes_its_report(api):
+    view = await run(api, "/ifcvalidate", {"ifc_filename": "walls.ifc", "output_filename": "walls_check.json"})
+    assert view["status"] == "complete", view
+    assert view["result"]["valid"] is True and view["result"]["issue_count"] == 0
+    assert view["result"]["output_files"] == ["output/ifctester/walls_check.json"]
+    assert json.loads(await download(api, "output/ifctester/walls_check.json"))["issue_count"] == 0
+
+
+async def test_patch_extracts_the_walls_into_a_model_of_walls_alone(api, data_dir):
+    body = {"input_file": "walls.ifc", "output_file": "walls_only.ifc", "recipe": "ExtractElements",
+            "arguments": ["IfcWall", True]}
+    r = await api.post("/patch/execute", json=body)
+    assert r.status_code == 202, r.text
+    view = await until(api, r.json()["job_id"], timeout=120)
+    assert view["status"] == "complete", view
+    [written] = view["result"]["output_files"]
+    patched = ifcopenshell.file.from_string((await download(api, written)).decode())
+    original = ifcopenshell.open(str(data_dir / "uploads" / "walls.ifc"))
+    assert {w.GlobalId for w in patched.by_type("IfcWall")} == {w.GlobalId for w in original.by_type("IfcWall")}
