@@ -43,7 +43,7 @@ async def create(redis: Redis, project: str, role: Role, name: str, created_by: 
     key = new_key()
     key_digest = digest(key)
     record = KeyRecord(key_id_of(key_digest), check_project(project), role, name,
-                       datetime.now(UTC).isoformat(timespec="seconds"), created_by)
+                       datetime.now(UTC).isoformat(timespec="microseconds"), created_by)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(BY_DIGEST, key_digest.hex(), orjson.dumps(asdict(record)).decode())
         pipe.hset(BY_ID, record.key_id, key_digest.hex())

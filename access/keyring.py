@@ -28,6 +28,14 @@ class KeyRing:
     def configured(self) -> bool:
         return bool(self._grants)
 
+    def configured_callers(self) -> list[Caller]:
+        """Who each configured key makes (never the key), in the setting's order, once per key id."""
+        return list({grant.caller.key_id: grant.caller for grant in self._grants}.values())
+
+    def is_configured(self, key_id: str) -> bool:
+        """Whether ``key_id`` names a key of ``IFCFLOW_API_KEYS`` (only a restart takes it away)."""
+        return any(grant.caller.key_id == key_id for grant in self._grants)
+
     def configured_caller(self, presented: str) -> Caller | None:
         """The caller of a configured key (no I/O), or None."""
         return match(digest(presented), self._grants)

@@ -1,4 +1,5 @@
-"""The client commands' command line: ``submit``, ``status``, ``watch``, ``cancel``, ``requeue``, ``jobs``.
+"""The client commands' command line: ``submit``, ``status``, ``watch``, ``cancel``, ``requeue``, ``jobs``,
+``keys``.
 
 Only argparse here, so building ``ifcflow``'s parser stays cheap; cli/client_commands.py runs them.
 """
@@ -11,7 +12,8 @@ from typing import Any
 
 from contracts.operations import Operation
 
-CLIENT_COMMANDS = ("submit", "status", "watch", "cancel", "requeue", "jobs")
+CLIENT_COMMANDS = ("submit", "status", "watch", "cancel", "requeue", "jobs", "keys")
+_ROLES = ("read", "submit", "admin")
 _STATUSES = ("queued", "deferred", "in_progress", "complete", "failed", "aborted")
 
 
@@ -100,3 +102,24 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     jobs.add_argument("--operation", metavar="O", help="comma-separated operations")
     jobs.add_argument("--limit", type=_positive, default=20, metavar="N", help="at most N jobs (default: 20)")
     jobs.add_argument("--json", action="store_true", help="the page as JSON")
+
+    keys = commands.add_parser(
+        "keys", parents=[common], help="create, list and revoke API keys (needs an admin key)",
+        description="API keys made at run time, each of one project with one role (read, submit, admin); "
+        "the keys of IFCFLOW_API_KEYS are listed too but revoked only by editing that setting.",
+    )  # fmt: skip
+    actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = actions.add_parser(
+        "create", parents=[common], help="make a key and print it (shown only this once)",
+        epilog="example:\n  ifcflow keys create --project acme --role submit --name 'CI of acme'",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    create.add_argument("--project", required=True, metavar="P", help="the project the key belongs to")
+    create.add_argument("--role", required=True, choices=_ROLES, help="what the key may do")
+    create.add_argument("--name", default="", metavar="N", help="what the key is for (listed, never secret)")
+    create.add_argument("--json", action="store_true", help="the whole answer as JSON (the key included)")
+    listing = actions.add_parser("list", parents=[common], help="list keys (never the keys themselves)")
+    listing.add_argument("--project", metavar="P", help="only this project's keys")
+    listing.add_argument("--json", action="store_true", help="the list as JSON")
+    revoke = actions.add_parser("revoke", parents=[common], help="revoke a run-time key by its id")
+    revoke.add_argument("key_id", metavar="KEY_ID", help="the key's id (key_...), as `ifcflow keys list` shows it")

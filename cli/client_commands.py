@@ -1,4 +1,4 @@
-"""The client commands: ``submit``, ``status``, ``watch``, ``cancel``, ``requeue`` and ``jobs``.
+"""The client commands: ``submit``, ``status``, ``watch``, ``cancel``, ``requeue``, ``jobs`` and ``keys``.
 
 Results a script wants (a job id, downloaded paths, ``--json`` views) go to stdout; progress, notes and
 errors go to stderr.
@@ -15,6 +15,7 @@ from cli.connection import EXIT_JOB_FAILED, EXIT_OK, ClientError, Connection, re
 from cli.display import describe_error, job_summary, jobs_table, make_display
 from cli.follow import Follower
 from cli.gateway import Gateway, upload_kind
+from cli.keys import run_keys
 from cli.request_body import parse_operation, parse_sets, plan_request, shape_of
 
 
@@ -48,6 +49,7 @@ class Client:
             "cancel": self.cancel,
             "requeue": self.requeue,
             "jobs": self.jobs,
+            "keys": lambda gateway: run_keys(self.args, gateway, self.say, self.result),
         }
         with Gateway(self.conn) as gateway:
             return handlers[self.args.command](gateway)

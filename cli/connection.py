@@ -39,7 +39,8 @@ class Connection:
 
 
 def resolve_connection(url: str | None, api_key: str | None, environ: Mapping[str, str]) -> Connection:
-    """The flag, else the environment: IFCFLOW_URL; IFCFLOW_API_KEY, else the first of IFCFLOW_API_KEYS."""
+    """The flag, else the environment: IFCFLOW_URL; IFCFLOW_API_KEY, else the key of the first entry of
+    IFCFLOW_API_KEYS (a bare key, or the key of a ``project:role:key`` entry)."""
     chosen = (url or environ.get("IFCFLOW_URL") or DEFAULT_URL).strip().rstrip("/")
     parts = urlsplit(chosen)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -47,5 +48,8 @@ def resolve_connection(url: str | None, api_key: str | None, environ: Mapping[st
     key = api_key or environ.get("IFCFLOW_API_KEY") or None
     if key is None:
         configured = [k.strip() for k in environ.get("IFCFLOW_API_KEYS", "").split(",") if k.strip()]
-        key = configured[0] if configured else None
+        if configured:
+            from access.grants import parse_entry  # only here: a key given outright needs none of it
+
+            key = parse_entry(configured[0])[2]
     return Connection(url=chosen, api_key=key)

@@ -142,13 +142,15 @@ class Gateway:
         )
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        """The JSON body of a 2xx answer to ``method path``."""
+        """The JSON body of a 2xx answer to ``method path`` (None for a 204, which has none)."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from None
         if response.is_error:
             raise refusal(response)
+        if response.status_code == 204:
+            return None
         try:
             return response.json()
         except ValueError:
@@ -223,3 +225,16 @@ class Gateway:
             params["operation"] = operation
         page: dict[str, Any] = self.call("GET", "/jobs", params=params)
         return page
+
+    # --- keys -------------------------------------------------------------------------------------
+
+    def create_key(self, project: str, role: str, name: str) -> dict[str, Any]:
+        made: dict[str, Any] = self.call("POST", "/keys", json={"project": project, "role": role, "name": name})
+        return made
+
+    def list_keys(self, project: str | None) -> list[dict[str, Any]]:
+        listed: dict[str, Any] = self.call("GET", "/keys", params={"project": project} if project else None)
+        return list(listed.get("keys") or [])
+
+    def revoke_key(self, key_id: str) -> None:
+        self.call("DELETE", f"/keys/{quote(key_id, safe='')}")

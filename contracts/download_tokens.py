@@ -1,9 +1,10 @@
 """Download tokens: a file path and an expiry, signed with HMAC-SHA256, usable without the API key.
 
 ``<payload>.<signature>``, both base64url without padding; the payload is ``{"p": path, "e": expiry}``
-(data-dir-relative path, Unix seconds). Nothing is stored: any gateway with the same secret
-(``IFCFLOW_DOWNLOAD_SECRET``) honours a token until it expires, and a token cannot be changed to name
-another file or a later expiry without the secret.
+(the full store key, Unix seconds: a link made in project A's view names ``projects/a/...`` and is
+served from the whole store, so it gives A's file whoever follows it). Nothing is stored: any gateway
+with the same secret (``IFCFLOW_DOWNLOAD_SECRET``) honours a token until it expires, and a token cannot
+be changed to name another file or a later expiry without the secret.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import hmac
 import json
 import time
 from dataclasses import dataclass
+
+from access.scope import store_key
+from storage.base import Storage
 
 _MAX_TOKEN = 4096
 
@@ -50,6 +54,12 @@ def mint(secret: bytes, path: str, ttl_s: int, now: float | None = None) -> tupl
     grant = Grant(path, int(time.time() if now is None else now) + ttl_s)
     payload = _b64(json.dumps({"p": grant.path, "e": grant.expires_at}, separators=(",", ":")).encode())
     return f"{payload}.{_signature(secret, payload)}", grant
+
+
+def mint_for(secret: bytes, view: Storage, rel: str, ttl_s: int, now: float | None = None) -> tuple[str, Grant]:
+    """A token granting the view-relative key ``rel`` of ``view`` (a project's view or the whole store):
+    the token names its full store key."""
+    return mint(secret, store_key(view, rel), ttl_s, now)
 
 
 def verify(secret: bytes, token: str, now: float | None = None) -> Grant:

@@ -7,18 +7,25 @@ RQ-era output folders: ``input_candidates``; an output always lands in ``output/
 first input field, as ``ifcservices.tools.main_input``), else ifcdiff's ``old_version_id`` /
 ``new_version_id``, else the latest. The job records ``input_version_ids`` as ``{stored path: sha256}``
 for every input, and none of the client's pin fields: the worker and the services read that map.
+
+Given a project's view of the store (``access.scope``), the paths are looked for in the project's part
+only (another project's file is "not found", as a missing one), outputs land in the project's
+``output/<service>/``, and the fields and the map are then rewritten to full store keys
+(``projects/<p>/...``): a job's record always holds store keys, whoever submitted it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import BaseModel
 
+from access.scope import ProjectStorage, is_reserved, store_key
 from contracts.files import PathRefused, input_candidates, output_path, resolve_input, resolve_output
 from contracts.paths import Loc, PathRole, check_relative_path, path_fields
-from storage.base import Storage
+from storage.base import Storage, Version
 from storage.local import LocalStorage
 
 PIN_FIELDS = ("input_version_id", "old_version_id", "new_version_id")
@@ -108,9 +115,47 @@ def _add_pin(pins: dict[str, str], item: _Input, version: str) -> None:
                                     "another name")
 
 
-def _check_local(storage: LocalStorage, model: BaseModel, service: str, record: bool) -> None:
+@dataclass(frozen=True, slots=True)
+class _Local:
+    """The local backend as a view sees it: its folder, its keys' prefix, the store under it."""
+
+    root: Path  # the view's folder (the project's, or the store's)
+    prefix: str  # of the view's keys in the store
+    store: LocalStorage
+    hides_projects: bool  # the default project's view: nothing under projects/ is its file
+
+    def adopt(self, key: str) -> Version | None:
+        return self.store.adopt(self.prefix + key)
+
+    def local_path(self, key: str, version: str) -> Path | None:
+        return self.store.local_path(self.prefix + key, version)
+
+
+def _local_of(storage: Storage) -> _Local | None:
+    """The local fast path of ``storage`` (the whole local store, or a view over it), else None."""
+    if isinstance(storage, LocalStorage):
+        return _Local(storage.root, "", storage, hides_projects=False)
+    if isinstance(storage, ProjectStorage) and isinstance(storage.inner, LocalStorage):
+        root = storage.local_root
+        assert root is not None  # a view's folder on the local backend
+        return _Local(root, storage.prefix, storage.inner, hides_projects=not storage.prefix)
+    return None
+
+
+def _local_input(local: _Local, value: str) -> str | None:
+    # resolve_input follows every link and stays inside ``root``: a project's folder confines its
+    # files; the default view's folder is the store's, whose projects/ it must not reach.
+    if local.hides_projects and is_reserved(value):
+        return None
+    found = resolve_input(local.root, value)
+    if found is None or (local.hides_projects and is_reserved(found)):
+        return None
+    return found
+
+
+def _check_local(local: _Local, model: BaseModel, service: str, record: bool) -> None:
     """The local backend in one thread: the file system's own checks (links, folders), then pins."""
-    root = storage.root
+    root = local.root
     inputs = _collect(model, service, resolve_out=False)
     for loc, role, owner, name in list(path_fields(model)):
         if role is PathRole.output:
@@ -120,7 +165,7 @@ def _check_local(storage: LocalStorage, model: BaseModel, service: str, record: 
                 raise PathRefused(loc, f"output path {value!r} leaves output/{service}/ or names a folder")
             setattr(owner, name, resolved)
     for item in inputs:
-        found = resolve_input(root, item.value)
+        found = _local_input(local, item.value)
         if found is None:
             raise PathRefused(item.loc, f"input file {item.value!r} not found in the data directory")
         item.key = found
@@ -128,17 +173,28 @@ def _check_local(storage: LocalStorage, model: BaseModel, service: str, record: 
     for item in inputs:
         pin = _explicit_pin(model, item, item is main)
         if pin is not None:
-            if storage.local_path(item.key, pin.version) is None:
+            if local.local_path(item.key, pin.version) is None:
                 raise _no_version(pin, item.key)
             version = pin.version
         else:
-            latest = storage.adopt(item.key)
+            latest = local.adopt(item.key)
             if latest is None:  # removed since it was found
                 raise PathRefused(item.loc, f"input file {item.value!r} not found in the data directory")
             version = latest.version
         setattr(item.owner, item.name, item.key)
         _add_pin(pins, item, version)
     _record(model, pins, record)
+
+
+def _to_store_keys(storage: Storage, model: BaseModel, record: bool) -> None:
+    """Every path field (and, once recorded, the pins' map) as the full store key of the view's key."""
+    if not isinstance(storage, ProjectStorage) or not storage.prefix:
+        return
+    for _loc, _role, owner, name in list(path_fields(model)):
+        setattr(owner, name, store_key(storage, getattr(owner, name)))
+    pins = getattr(model, "input_version_ids", None)
+    if record and pins:
+        model.input_version_ids = {store_key(storage, k): v for k, v in pins.items()}  # type: ignore[attr-defined]
 
 
 async def _resolve_stored(storage: Storage, model: BaseModel, item: _Input, main: bool) -> str:
@@ -162,9 +218,13 @@ async def check_paths(storage: Storage, model: BaseModel, service: str, *, recor
     """Rewrite every path field of ``model`` in place to its stored path and pin its inputs;
     ``PathRefused`` names the first field refused (a missing input, an output outside
     ``output/<service>/``, a pin naming no version). ``record=False`` checks the pins but leaves the
-    request's own pin fields (a workflow step pins when it starts, not when it is checked)."""
-    if isinstance(storage, LocalStorage):
-        await asyncio.to_thread(_check_local, storage, model, service, record)
+    request's own pin fields (a workflow step pins when it starts, not when it is checked).
+    ``storage`` a project's view (``access.scope.for_project``): looked up in the view, written back as
+    full store keys."""
+    local = _local_of(storage)
+    if local is not None:
+        await asyncio.to_thread(_check_local, local, model, service, record)
+        _to_store_keys(storage, model, record)
         return
     inputs = _collect(model, service, resolve_out=True)
     main = _main(inputs)
@@ -177,3 +237,4 @@ async def check_paths(storage: Storage, model: BaseModel, service: str, *, recor
         setattr(item.owner, item.name, item.key)
         _add_pin(pins, item, version)
     _record(model, pins, record)
+    _to_store_keys(storage, model, record)

@@ -21,6 +21,8 @@ RUN mkdir -p contracts && touch contracts/__init__.py \
 # contracts, settings, store and workflows: the packages every ifcflow image carries beside its own.
 COPY contracts ./contracts
 COPY settings ./settings
+COPY storage ./storage
+COPY access ./access
 COPY store ./store
 COPY workflows ./workflows
 COPY ifcservices ./ifcservices

@@ -1,7 +1,9 @@
 """Result caching: the same operation with the same options on inputs with the same bytes (not names)
 reuses the earlier result at once, its output files copied through the store to where this job wants
 them. Inputs count by the version they read (the job's pin, else the latest's sha256), outputs by the
-version they were left as: both from the store (``storage``), so the cache works on either backend."""
+version they were left as: both from the store (``storage``), so the cache works on either backend.
+A hit never crosses projects: the projects of the request's paths (full store keys, ``projects/<p>/...``)
+are part of the key, so project B with the same bytes as project A misses A's entry."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from typing import Any
 
 from arq import ArqRedis
 
+from access.grants import DEFAULT_PROJECT
+from access.scope import project_of_key
 from contracts.operations import Operation
 from contracts.paths import PathRole, path_fields
 from contracts.requests import REQUEST_MODELS
@@ -50,8 +54,10 @@ async def cache_key(
             shape[name] = None
     outputs: dict[str, str] = {}
     missing = False
+    projects: set[str] = set()
     for loc, role, owner, name in path_fields(model):
         value = getattr(owner, name)
+        projects.add(project_of_key(value))
         if role is PathRole.output:
             outputs[json.dumps(loc)] = value
             _set(shape, loc, None)
@@ -61,7 +67,9 @@ async def cache_key(
             _set(shape, loc, version)
     if missing:
         return None, outputs
-    key = hashlib.sha256(json.dumps([op.value, shape], sort_keys=True).encode()).hexdigest()
+    # The default project's keys stay as they were before projects existed (its entries still hit).
+    scope = [op.value, shape] if projects <= {DEFAULT_PROJECT} else [op.value, shape, sorted(projects)]
+    key = hashlib.sha256(json.dumps(scope, sort_keys=True).encode()).hexdigest()
     return key, outputs
 
 

@@ -5,7 +5,9 @@ one under ``uploads/`` older than ``IFCFLOW_RETENTION_UPLOADS_DAYS``, or under `
 ``IFCFLOW_RETENTION_OUTPUTS_DAYS``, is removed (0 keeps them for good), the latest too (the name then
 goes), except what a job still in a queue (queued, deferred, retrying, running) will read: the versions
 its request pins (``input_version_ids``), and for a job recorded without pins the latest of each of its
-inputs. Files put in by hand are taken in as versions first (``Storage.files``), so they age like
+inputs. A project's files (``projects/<p>/uploads/...``, ``projects/<p>/output/...``) age by the same
+rules as the default project's; pins are full store keys, as every job's record holds them. Files put
+in by hand are taken in as versions first (``Storage.files``), so they age like
 uploads. Versions are listed before the pending jobs are read, so a job submitted during the listing
 is seen; one submitted in the moment between that read and the removals, pinning a version that old,
 fails with "version not found" (422) rather than reading other bytes.
@@ -21,6 +23,7 @@ import structlog
 from arq import ArqRedis
 from pydantic import ValidationError
 
+from access.scope import RESERVED, prefix_of, project_of_key
 from contracts.operations import Operation
 from contracts.paths import PathRole, path_fields
 from contracts.requests import REQUEST_MODELS
@@ -72,7 +75,8 @@ def needed(pending: list[tuple[str, dict[str, object]]]) -> set[tuple[str, str]]
     return kept
 
 
-def _max_age(settings: Settings, key: str) -> timedelta | None:
+def _max_age(settings: Settings, store_key: str) -> timedelta | None:
+    key = store_key[len(prefix_of(project_of_key(store_key))):]  # as its project names it
     if key.startswith("uploads/"):
         days = settings.retention_uploads_days
     elif key.startswith("output/"):
@@ -91,7 +95,7 @@ async def sweep_versions(
     sweep = RetentionSweep()
     if settings.retention_uploads_days <= 0 and settings.retention_outputs_days <= 0:
         return sweep
-    for prefix in ("uploads/", "output/"):
+    for prefix in ("uploads/", "output/", RESERVED):
         async for _ in storage.files(prefix):
             pass  # taking files put in by hand in as versions, so they expire too
     expired: list[Version] = []

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import OutOfMemoryError, RedisError
 
+from access.quotas import QuotaExceeded
 from service.http_limits import raise_open_file_limit
 from service.lifespan import lifespan
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -21,6 +22,7 @@ from service.routers import (
     files,
     health,
     jobs,
+    keys,
     live,
     metrics,
     operations,
@@ -63,6 +65,14 @@ async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
                         headers={"Retry-After": "5"})
 
 
+async def _quota_exceeded(request: Request, exc: Exception) -> JSONResponse:
+    """A project past one of its quotas (access/quotas.py): the client's to wait out or fix, not an error."""
+    assert isinstance(exc, QuotaExceeded)
+    log.warning("quota.exceeded", status=exc.status, detail=exc.message)
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+
+
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's 422, but echoing only small scalar inputs: its own handler encodes each error's whole
     input, so a 1 MiB array or object cost most of a second of the event loop to send back."""
@@ -102,11 +112,13 @@ def create_app() -> FastAPI:
     app.include_router(presigned.router)
     app.include_router(live.router)
     app.include_router(health.router)
+    app.include_router(keys.router)
     app.include_router(metrics.router)
     app.include_router(dashboard.router)
     app.include_router(viewer_routes.router)
     app.include_router(docs.router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(QuotaExceeded, _quota_exceeded)
     app.add_exception_handler(RedisError, _redis_down)
     app.add_exception_handler(StorageError, _storage_error)
     app.add_exception_handler(OSError, _redis_down)

@@ -12,6 +12,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from access.grants import ANONYMOUS, Caller, Role, configured_grants, digest, match
 from access.keyring import KeyRing
+from access.quotas import check_rate
+from access.scope import for_caller
 from settings import Settings
 from storage import Storage
 
@@ -66,6 +68,32 @@ async def authenticate(request: Request, presented: str) -> Caller:
     return caller
 
 
+# Where a request's caller is kept once known: its own ASGI scope. Not request.state, which in-process
+# clients (asgi-lifespan) share between requests.
+_CALLER = "ifcflow.caller"
+
+
+async def _caller_of(
+    request: Request, api_key: str | None, bearer: HTTPAuthorizationCredentials | None
+) -> Caller:
+    """The request's caller, authenticated once however many dependencies ask (a route's role check
+    and ``ScopedStorageDep``), its project's request rate checked then."""
+    known = request.scope.get(_CALLER)
+    if known is not None:
+        return cast(Caller, known)
+    # Settings straight from the request's state rather than as a dependency of their own: each
+    # dependency FastAPI solves costs the busiest routes tens of microseconds (docs/performance.md).
+    settings = cast(Settings, request.state.settings)
+    if settings.allow_anonymous and not settings.api_keys:
+        caller = ANONYMOUS
+        request.state.caller = caller
+    else:
+        caller = await authenticate(request, _presented(api_key, bearer))
+    request.scope[_CALLER] = caller
+    await check_rate(request.state.redis, settings, caller)  # QuotaExceeded: 429 (service/app.py)
+    return caller
+
+
 def _role_check(role: Role) -> Callable[..., Coroutine[Any, Any, Caller]]:
     refused = f"this key's role may not do this: it needs the {role.value} role"
 
@@ -74,13 +102,7 @@ def _role_check(role: Role) -> Callable[..., Coroutine[Any, Any, Caller]]:
         api_key: Annotated[str | None, Security(_api_key_header)],
         bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     ) -> Caller:
-        # Settings straight from the request's state rather than as a dependency of their own: each
-        # dependency FastAPI solves costs the busiest routes tens of microseconds (docs/performance.md).
-        settings = cast(Settings, request.state.settings)
-        if settings.allow_anonymous and not settings.api_keys:
-            request.state.caller = ANONYMOUS
-            return ANONYMOUS
-        caller = await authenticate(request, _presented(api_key, bearer))
+        caller = await _caller_of(request, api_key, bearer)
         if not caller.may(role):
             raise HTTPException(403, refused)
         return caller
@@ -100,3 +122,13 @@ SubmitKeyDep = Annotated[Caller, Depends(require_submit_key)]
 """A key that may change things in its project (role submit or admin)."""
 AdminKeyDep = Annotated[Caller, Depends(require_admin_key)]
 """A key of role admin: every project, key management."""
+
+
+async def scoped_storage(request: Request, caller: ApiKeyDep) -> Storage:
+    """The store as the caller sees it: its project's files, keys relative to the project's root (the
+    whole store for an admin of ``default``)."""
+    return for_caller(cast(Storage, request.state.storage), caller)
+
+
+ScopedStorageDep = Annotated[Storage, Depends(scoped_storage)]
+"""The caller's project's view of the store (``access.scope.for_caller``); needs a read key."""

@@ -11,6 +11,7 @@ from arq import ArqRedis
 from fastapi import FastAPI
 
 from access.keyring import KeyRing
+from access.quotas import stop_walks
 from contracts.operations import SERVICES
 from service.batching import CreateBatcher
 from service.live.hub import JobEventHub
@@ -71,6 +72,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[GatewayState]:
     finally:
         await creates.close()
         await events.stop()
+        await stop_walks()
         await redis.aclose()
         await storage.close()
         log.info("gateway.stopped")

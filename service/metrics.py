@@ -35,8 +35,9 @@ class _Snapshot(Collector):
         return iter(self._families)
 
 
-async def system_metrics(redis: ArqRedis, settings: Settings) -> list[Metric]:
-    """Queue depths, workers, service health, job counters and histograms, as of now."""
+async def system_metrics(redis: ArqRedis, settings: Settings, project: str | None = None) -> list[Metric]:
+    """Queue depths, workers, service health, job counters and histograms, as of now; the per-project
+    series of every project, or of ``project`` alone (what a key that is not admin may see)."""
     workers = await live_workers(redis, settings.heartbeat_interval * 3)
     queues = {DEFAULT_QUEUE, *settings.queues.values()}
     depths = await queue_depths(redis, queues, workers)
@@ -78,7 +79,42 @@ async def system_metrics(redis: ArqRedis, settings: Settings) -> list[Metric]:
         for family, raw in ((duration, hist_raw[2 * i]), (wait, hist_raw[2 * i + 1])):
             buckets, total = stats.cumulative_buckets({k.decode(): v.decode() for k, v in raw.items()})
             family.add_metric([op.value], buckets, total)
-    return [depth, live, in_flight, up, jobs, skipped, duration, wait, *await _capacity_metrics(redis)]
+    return [depth, live, in_flight, up, jobs, skipped, duration, wait, *await _capacity_metrics(redis),
+            *await _project_metrics(redis, settings, project)]
+
+
+async def _project_metrics(redis: ArqRedis, settings: Settings, only: str | None) -> list[Metric]:
+    """Waiting jobs per project and queue (the fair-share indexes) and jobs per project and outcome."""
+    queues = settings.all_queues()
+    async with redis.pipeline(transaction=False) as pipe:
+        if only is None:
+            pipe.hgetall(keys.STATS_PROJECT_COUNTS)
+            for queue in queues:
+                pipe.smembers(keys.fair_projects(queue))
+        else:
+            pipe.hmget(keys.STATS_PROJECT_COUNTS, [f"{only}:{outcome}" for outcome in stats.OUTCOMES])
+        counts_raw, *members = await pipe.execute()
+    if only is None:
+        counts = {k.decode(): float(v) for k, v in counts_raw.items()}
+        projects = sorted({f.rpartition(":")[0] for f in counts} | {m.decode() for ms in members for m in ms})
+    else:
+        counts = {f"{only}:{o}": float(v) for o, v in zip(stats.OUTCOMES, counts_raw, strict=True) if v is not None}
+        projects = [only]
+    async with redis.pipeline(transaction=False) as pipe:
+        for queue in queues:
+            for project in projects:
+                pipe.zcard(keys.fair_index(queue, project))
+        waiting_raw = iter(await pipe.execute())
+    waiting = GaugeMetricFamily("ifcflow_project_jobs_waiting", "Jobs waiting (queued or deferred) per project",
+                                labels=["project", "queue"])
+    for queue in queues:
+        for project in projects:
+            waiting.add_metric([project, queue], float(next(waiting_raw)))
+    jobs = CounterMetricFamily("ifcflow_project_jobs", "Jobs per project and outcome", labels=["project", "outcome"])
+    for project in projects:
+        for outcome in stats.OUTCOMES:
+            jobs.add_metric([project, outcome], counts.get(f"{project}:{outcome}", 0.0))
+    return [waiting, jobs]
 
 
 async def _capacity_metrics(redis: ArqRedis) -> list[Metric]:
@@ -106,10 +142,10 @@ async def _capacity_metrics(redis: ArqRedis) -> list[Metric]:
     return [slots, used, writable, memory, limit, evicted, policy]
 
 
-async def exposition(redis: ArqRedis, settings: Settings) -> bytes:
-    """The text format for one scrape."""
+async def exposition(redis: ArqRedis, settings: Settings, project: str | None = None) -> bytes:
+    """The text format for one scrape (per-project series of ``project`` alone when given)."""
     snapshot = CollectorRegistry(auto_describe=False)
-    snapshot.register(_Snapshot(await system_metrics(redis, settings)))
+    snapshot.register(_Snapshot(await system_metrics(redis, settings, project)))
     return generate_latest(snapshot) + generate_latest(GATEWAY_REGISTRY)
 
 

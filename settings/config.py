@@ -2,18 +2,49 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.fetch_rules import parse_networks
 from contracts.operations import OPERATIONS, SERVICES, Operation
 
 DEFAULT_QUEUE = "arq:queue"  # arq's own default, so arq's CLI (`arq --check`) sees our queue as is
+
+
+class ProjectQuota(BaseModel):
+    """One project's entry in ``IFCFLOW_PROJECT_QUOTAS``: each limit left out is the ``IFCFLOW_QUOTA_*``
+    default; 0 is unlimited. ``storage_bytes`` may be written 5e10."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt limit must stop the process, not be ignored
+
+    rps: int | None = Field(None, ge=0)
+    in_flight: int | None = Field(None, ge=0)
+    queued: int | None = Field(None, ge=0)
+    storage_bytes: int | None = Field(None, ge=0)
+
+
+class Quota(NamedTuple):
+    """A project's limits, overrides applied (0: unlimited): what access/quotas.py enforces. A tuple:
+    made on every request of a limited deployment, and a frozen dataclass costs a microsecond more."""
+
+    rps: int
+    in_flight: int
+    queued: int
+    storage_bytes: int
 
 
 class Settings(BaseSettings):
@@ -119,6 +150,19 @@ class Settings(BaseSettings):
     # GET /schedules and held in Redis: creating one past the cap answers 409.
     max_schedules: int = Field(10_000, ge=1, description="recurring schedules that may exist at once")
 
+    # Quotas per project (access/quotas.py), each 0 for unlimited (the default): requests per second
+    # (shared by every gateway through Redis), running jobs (the claim leaves the project's further jobs
+    # waiting), waiting jobs (a submit past it is 429), bytes stored (an upload past it is 507). Overrides
+    # per project: IFCFLOW_PROJECT_QUOTAS='{"a": {"rps": 20, "queued": 10000, "storage_bytes": 5e10}}'.
+    quota_rps: int = Field(0, ge=0, description="requests per second per project; 0: unlimited")
+    quota_in_flight: int = Field(0, ge=0, description="running jobs per project; 0: unlimited")
+    quota_queued: int = Field(0, ge=0, description="waiting jobs per project; 0: unlimited")
+    quota_storage_bytes: int = Field(0, ge=0, description="bytes stored per project, every version; 0: unlimited")
+    # The stored bytes are counted by walking the store at most this often (uploads since are added on).
+    quota_storage_refresh: float = Field(300.0, ge=1, le=86_400, description="seconds between store walks")
+    # NoDecode: an empty value (a Compose default) is no overrides, not a JSON error.
+    project_quotas: Annotated[dict[str, ProjectQuota], NoDecode] = Field(default_factory=dict)
+
     max_upload_bytes: int = Field(2 * 1024**3, gt=0)
     max_request_bytes: int = Field(1024**2, gt=0, description="largest JSON body the gateway reads")
     # A client gets this long to send a request's headers (service/http_limits.py); connections that send
@@ -161,6 +205,24 @@ class Settings(BaseSettings):
                 raise ValueError(f"{op.value}: queue name must not be empty")
         return value
 
+    @field_validator("project_quotas", mode="before")
+    @classmethod
+    def _quotas_json(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @field_validator("project_quotas")
+    @classmethod
+    def _quota_projects(cls, value: dict[str, ProjectQuota]) -> dict[str, ProjectQuota]:
+        if value:
+            # Here, not at the top: every process loads settings, the IFC services without access/.
+            from access.grants import check_project
+
+            for project in value:
+                check_project(project)
+        return value
+
     @field_validator("download_allowed_networks")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
@@ -172,6 +234,22 @@ class Settings(BaseSettings):
 
     def queue_for(self, op: Operation) -> str:
         return self.queues.get(op, DEFAULT_QUEUE)
+
+    def all_queues(self) -> list[str]:
+        """Every queue a job can be in: the default one and those of ``IFCFLOW_QUEUES``."""
+        return sorted({DEFAULT_QUEUE, *self.queues.values()})
+
+    def quota_for(self, project: str) -> Quota:
+        """``project``'s limits: its ``IFCFLOW_PROJECT_QUOTAS`` entry over the ``IFCFLOW_QUOTA_*`` defaults."""
+        own = self.project_quotas.get(project)
+        if own is None:
+            return Quota(self.quota_rps, self.quota_in_flight, self.quota_queued, self.quota_storage_bytes)
+        return Quota(
+            self.quota_rps if own.rps is None else own.rps,
+            self.quota_in_flight if own.in_flight is None else own.in_flight,
+            self.quota_queued if own.queued is None else own.queued,
+            self.quota_storage_bytes if own.storage_bytes is None else own.storage_bytes,
+        )
 
     def service_url(self, service: str) -> str:
         if service not in SERVICES:

@@ -139,7 +139,8 @@ def _create_call(settings: Settings, job: NewJob) -> tuple[list[str], list[Any]]
         record += [name, value]
     return (
         [keys.job_meta(job.job_id), keys.ARQ_JOB + job.job_id, keys.ARQ_RESULT + job.job_id, queue,
-         keys.RECENT_JOBS, keys.STATS_COUNTS, keys.fair_index(queue, job.project), keys.fair_projects(queue)],
+         keys.RECENT_JOBS, keys.STATS_COUNTS, keys.fair_index(queue, job.project), keys.fair_projects(queue),
+         keys.STATS_PROJECT_COUNTS],
         [print_, _record_ttl(settings, op, score - now), _payload(op, job.request, job.request_id, now),
          score - now + expires_extra_ms, score, job.job_id, now_us, f"{op.value}:enqueued", _trims(job.job_id),
          keys.RECENT_JOBS_MAX, _pack_fields(record), job.project],
@@ -240,7 +241,7 @@ async def requeue(redis: Redis, settings: Settings, job_id: str) -> str:
         redis,
         [keys.job_meta(job_id), queue, keys.ARQ_JOB + job_id,
          keys.ARQ_RESULT + job_id, keys.ARQ_RETRY + job_id, keys.ARQ_IN_PROGRESS + job_id, keys.ARQ_ABORT,
-         keys.STATS_COUNTS, keys.fair_projects(queue)],
+         keys.STATS_COUNTS, keys.fair_projects(queue), keys.STATS_PROJECT_COUNTS],
         [job_id, now, _record_ttl(settings, op, 0), payload, expires_extra_ms, score, f"{op.value}:enqueued",
          "queued", "", keys.fair_index_prefix(queue)],
     )
@@ -264,10 +265,17 @@ def _operation_limits(settings: Settings) -> list[Any]:
     return [v for op in Operation for v in (op.value, OPERATIONS[op].service, settings.timeout_for(op) * 1000)]
 
 
+def _in_flight_limits(settings: Settings) -> tuple[int, bytes]:
+    """Running jobs allowed per project (0: any), as the claim script takes them: every project's, and
+    a JSON object of the projects' own (``IFCFLOW_QUOTA_IN_FLIGHT``, ``IFCFLOW_PROJECT_QUOTAS``)."""
+    own = {p: q.in_flight for p, q in settings.project_quotas.items() if q.in_flight is not None}
+    return settings.quota_in_flight, orjson.dumps(own)
+
+
 @dataclass(frozen=True)
 class Claim:
     jobs: list[tuple[str, int]]  # (job id, queue score) of each claimed job
-    waiting: int  # queued jobs passed over because their service is full
+    waiting: int  # queued jobs passed over because their service is full (or their project runs its limit)
 
 
 async def claim(
@@ -275,14 +283,16 @@ async def claim(
 ) -> Claim:
     """Claim up to ``free`` due jobs of ``queue`` that no worker runs, recorded as held by
     ``worker_id`` in the same step, each with a slot of its service (``store/service_slots.py``):
-    ``(job id, score)`` each. Jobs whose service is full stay queued. The slots are shared fairly
-    between the queue's projects (``store/lua/claim.lua``); inside a project jobs go in queue order."""
+    ``(job id, score)`` each. Jobs whose service is full stay queued, as do those of a project running
+    its in-flight limit. The slots are shared fairly between the queue's projects
+    (``store/lua/claim.lua``); inside a project jobs go in queue order."""
     claimed = await scripts.CLAIM(
         redis, [queue, keys.worker_jobs(worker_id), keys.fair_projects(queue), keys.fair_served(queue),
                 keys.fair_counter(queue)],
         [now_ms(), in_progress_ms, free, worker_id, CLAIM_SCAN, keys.ARQ_IN_PROGRESS, keys.JOB_META,
          keys.SERVICE_SLOTS, keys.SERVICE_CAPACITY, CLAIM_PASS_OVER, keys.fair_index_prefix(queue),
-         int(settings.priority_aging * 1000), *_operation_limits(settings)],
+         int(settings.priority_aging * 1000), keys.PROJECT_RUNNING, *_in_flight_limits(settings),
+         *_operation_limits(settings)],
     )
     jobs = [(claimed[i].decode(), int(float(claimed[i + 1]))) for i in range(1, len(claimed), 2)]
     return Claim(jobs, waiting=int(claimed[0]))
@@ -380,7 +390,7 @@ async def finish(
     written = await scripts.FINISH(
         redis, [keys.job_meta(job_id), keys.worker_jobs(worker_id)],
         [job_id, end.outcome, now, settings.result_ttl, field_, payload, due, worker_id, "1" if end.busy else "",
-         keys.FAIR, *triples],
+         keys.FAIR, keys.STATS_PROJECT_COUNTS, _STAT_OUTCOME[end.outcome] or "", *triples],
     )
     return bool(written)
 

@@ -50,6 +50,8 @@ class JobView(BaseModel):
     result: dict[str, Any] | None = None
     error: ErrorInfo | None = None
     arguments: dict[str, Any] | None = None
+    # Whose job it is (None: a record made before projects, which belongs to "default").
+    project: str | None = None
 
 
 def _dt(ms: str | None) -> datetime | None:
@@ -98,5 +100,6 @@ def view_of(job_id: str, record: dict[str, str]) -> JobView | None:
         result=result if isinstance(result, dict) or result is None else {"value": result},
         error=ErrorInfo.model_validate(error) if error else None,
         arguments=_json(record.get("args")),
+        project=record.get("project") or None,
     )
 

@@ -150,3 +150,24 @@ def fair_served(queue: str) -> str:
 
 def fair_counter(queue: str) -> str:
     return f"{FAIR}{queue}:served-counter"
+
+
+# Quotas per project (access/quotas.py): requests counted per project and second (each counter expires
+# a second after its own), the stored bytes per project from the last walk of the store (a hash with the
+# walk's time under "at", expiring with its refresh period) and the lock of the gateway walking it.
+QUOTA_RATE = "ifcflow:quota:rps:"
+QUOTA_STORAGE = "ifcflow:quota:storage"
+QUOTA_STORAGE_WALK = "ifcflow:quota:storage-walk"
+# Per project, the jobs a claim started while the project has an in-flight limit (store/lua/claim.lua):
+# a set of ids counted, as the service slots are, by the arq in-progress keys that still exist.
+PROJECT_RUNNING = "ifcflow:project-running:"
+# Per-project job counters for /metrics: hash of "<project>:<outcome>" -> count (create, requeue, finish).
+STATS_PROJECT_COUNTS = "ifcflow:stats:project-counts"
+
+
+def quota_rate(project: str, second: int) -> str:
+    return f"{QUOTA_RATE}{project}:{second}"
+
+
+def project_running(project: str) -> str:
+    return PROJECT_RUNNING + project

@@ -7,10 +7,12 @@ it sets (each must be a setting), the service URLs, health checks, scaling and s
 
 from __future__ import annotations
 
+import ast
 import glob
 import importlib.util
 import json
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -349,7 +351,46 @@ def test_dockerfile(name: str) -> None:
 
 
 # What every image installs beside its own packages: the gateway imports workflows, all of them store.
-SHARED_PACKAGES = ("contracts", "settings", "store", "workflows")
+SHARED_PACKAGES = ("contracts", "settings", "store", "workflows", "storage", "access")
+
+
+def _first_party() -> set[str]:
+    return {p.name for p in REPO.iterdir() if (p / "__init__.py").is_file()}
+
+
+def _imported_closure(roots: set[str]) -> set[str]:
+    """The first-party packages ``roots`` import, directly or through each other (absolute imports)."""
+    first, seen, todo = _first_party(), set[str](), list(roots)
+    while todo:
+        package = todo.pop()
+        if package in seen:
+            continue
+        seen.add(package)
+        for source in (REPO / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    todo += [a.name.split(".")[0] for a in node.names if a.name.split(".")[0] in first]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    if node.module.split(".")[0] in first:
+                        todo.append(node.module.split(".")[0])
+    return seen
+
+
+@pytest.mark.parametrize(("dockerfile", "roots"), [("Dockerfile", {"service", "jobs", "cli"}),
+                                                    ("ifcservices.Dockerfile", {"ifcservices"})])
+def test_each_image_copies_every_first_party_package_its_code_imports(dockerfile: str, roots: set[str]) -> None:
+    text = (REPO / "docker" / dockerfile).read_text()
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", text, re.MULTILINE))
+    missing = _imported_closure(roots) - copied
+    assert not missing, f"{dockerfile} does not COPY {sorted(missing)}, which its code imports"
+    admitted = _dockerignore_exceptions(REPO / "docker" / f"{dockerfile}.dockerignore")
+    assert copied <= admitted, f"{dockerfile}.dockerignore leaves out {sorted(copied - admitted)}"
+
+
+def test_the_package_installs_every_first_party_package() -> None:
+    include = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    found = {p.rstrip("*") for p in include}
+    assert _first_party() - {"bench"} <= found, f"pyproject.toml leaves out {sorted(_first_party() - found)}"
 
 
 def _dockerignore_exceptions(path: Path) -> set[str]:

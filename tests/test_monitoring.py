@@ -7,6 +7,12 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from access import key_store
+from access.grants import Role
+from contracts.operations import Operation
+from settings import get_settings
+from store import job_store
+from store.job_store import NewJob, TryEnd
 from tests.conftest import API_KEY, CONVERT, Behaviour, submit, until
 
 
@@ -105,3 +111,33 @@ async def test_dashboard_page_is_served_and_its_overview_needs_the_key(api, work
     assert len(overview["workers"]) == 1
     assert overview["workers"][0].keys() >= {"host", "pid", "queue", "started_at", "running", "complete",
                                              "failed", "retried", "last_heartbeat"}
+
+
+async def test_per_project_series_count_waiting_and_finished_jobs_and_a_project_key_sees_only_its_own(
+    client, aredis
+):
+    settings = get_settings()
+    jobs = [NewJob(Operation.ifcconvert, CONVERT, f"{p}{i}", project=p, fresh_id=True)
+            for p, n in (("a", 3), ("b", 1)) for i in range(n)]
+    assert await job_store.create_many(aredis, settings, jobs) == [True] * 4
+    [(done, _)] = (await job_store.claim(aredis, settings, settings.queue_name, "w", 1, 60_000)).jobs
+    await job_store.start(aredis, done, "w", 1)
+    await job_store.finish(aredis, settings, done, "w", 1, Operation.ifcconvert, TryEnd("complete", result={}))
+
+    admin = await scrape(client)
+    assert value(admin, "ifcflow_project_jobs_waiting", project="a", queue="arq:queue") == 2
+    assert value(admin, "ifcflow_project_jobs_waiting", project="b", queue="arq:queue") == 1
+    assert value(admin, "ifcflow_project_jobs_total", project="a", outcome="enqueued") == 3
+    assert value(admin, "ifcflow_project_jobs_total", project="a", outcome="completed") == 1
+    assert value(admin, "ifcflow_project_jobs_total", project="b", outcome="enqueued") == 1
+
+    a_key, _ = await key_store.create(aredis, "a", Role.read, "", created_by="test")
+    r = await client.get("/metrics", headers={"X-API-Key": a_key})
+    assert r.status_code == 200 and 'project="b"' not in r.text
+    own = await scrape(client, **{"X-API-Key": a_key})
+    per_project = {dict(labels)["project"] for (name, labels) in own if name.startswith("ifcflow_project_")}
+    assert per_project == {"a"}
+    assert value(own, "ifcflow_project_jobs_waiting", project="a", queue="arq:queue") == 2
+    assert value(own, "ifcflow_project_jobs_total", project="a", outcome="completed") == 1
+    assert ("ifcflow_workers_live", (("queue", "arq:queue"),)) in own  # the system's series stay
+

@@ -4,6 +4,11 @@
 is one transaction over the workflow's keys: ``workflows/record.py``), so any worker may call it at
 any time: when a step's job ends (``jobs/hooks.py``), from the periodic sweep, or twice at once. It
 copies each ended step's outcome into the workflow, so a workflow outlives its steps' job records.
+
+A workflow belongs to a project (``project`` in its record, ``default`` for one recorded before
+projects existed): its steps are that project's jobs, their paths checked in the project's view of
+the store (``access.scope``), and the record's ``scope`` says whether it sees the whole store instead
+(``store``: made by an admin of ``default``, and every workflow from before projects existed).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import structlog
 from arq import ArqRedis
 from pydantic import ValidationError
 
+from access.grants import DEFAULT_PROJECT
+from access.scope import ProjectStorage, client_paths, for_project
 from contracts.files import PathRefused
 from contracts.operations import OPERATIONS
 from contracts.requests import REQUEST_MODELS
@@ -48,7 +55,10 @@ from workflows.record import (
 
 log = structlog.get_logger("workflows")
 
-__all__ = ["StepInvalid", "advance", "cancel", "check_workflow", "create_workflow", "step_job_id", "view"]
+__all__ = ["StepInvalid", "advance", "cancel", "check_workflow", "create_workflow", "step_job_id", "view",
+           "workflow_storage"]
+
+STORE_SCOPE, PROJECT_SCOPE = "store", "project"
 
 LOST_ERROR = {"type": "lost", "message": "its job's record was gone (expired or deleted) before the workflow "
                                          "recorded the job's outcome"}
@@ -111,12 +121,26 @@ async def check_workflow(workflow: WorkflowRequest, storage: Storage) -> list[St
     return checked
 
 
+def workflow_storage(storage: Storage, record: dict[str, str]) -> Storage:
+    """The part of the store a workflow's steps work on (of the store under ``storage``, which may be
+    any view): its project's view, or the whole store for one whose scope is the store's."""
+    project = record.get("project") or DEFAULT_PROJECT
+    whole = project == DEFAULT_PROJECT and (record.get("scope") or STORE_SCOPE) == STORE_SCOPE
+    return for_project(storage, project, whole_store=whole)
+
+
 async def create_workflow(
     redis: ArqRedis, settings: Settings, workflow: WorkflowRequest, request_id: str | None, storage: Storage,
+    project: str = DEFAULT_PROJECT,
 ) -> str:
-    """Record a checked workflow (its paths checked against ``storage``) and start its first steps;
-    returns its id."""
-    steps = await check_workflow(workflow, storage)
+    """Record a checked workflow of ``project`` and start its first steps; returns its id.
+
+    ``storage`` is the caller's part of the store (``access.scope.for_caller``): the workflow sees the
+    whole store only when that is the whole store and ``project`` is ``default`` (an admin of
+    ``default``); otherwise its paths are checked in ``project``'s view."""
+    whole = project == DEFAULT_PROJECT and not isinstance(storage, ProjectStorage)
+    scope = {"project": project, "scope": STORE_SCOPE if whole else PROJECT_SCOPE}
+    steps = await check_workflow(workflow, workflow_storage(storage, scope))
     workflow_id = uuid.uuid4().hex
     due = now_ms() + int(workflow.defer_by * 1000) if workflow.defer_by else None
     async with redis.pipeline(transaction=True) as pipe:
@@ -130,12 +154,13 @@ async def create_workflow(
                 "due_ms": due or "",
                 "request_id": request_id or "",
                 "callback_url": workflow.callback_url or "",
+                **scope,
             },
         )
         pipe.hset(keys.workflow_steps(workflow_id), mapping={s.id: PENDING for s in steps})
         pipe.sadd(keys.ACTIVE_WORKFLOWS, workflow_id)
         await pipe.execute()
-    log.info("workflow.created", workflow_id=workflow_id, steps=len(steps))
+    log.info("workflow.created", workflow_id=workflow_id, steps=len(steps), project=project)
     await advance(redis, settings, workflow_id, storage)
     return workflow_id
 
@@ -162,8 +187,14 @@ async def _started(
     change: Change,
 ) -> None:
     """Start every pending step whose dependencies completed, its inputs pinned now (they are earlier
-    steps' outputs); when one is invalid, it fails and nothing starts (the workflow fails)."""
+    steps' outputs); when one is invalid, it fails and nothing starts (the workflow fails).
+
+    Arguments checked at creation and earlier results hold full store keys: made relative to the
+    workflow's project again (``client_paths``) before they are checked in its view, which makes them
+    full keys once more."""
     fields = {**loaded.record, **change.fields}
+    project = loaded.record.get("project") or DEFAULT_PROJECT
+    view = workflow_storage(storage, loaded.record)
     results = {
         step_id: json.loads(fields[OUTCOME + step_id]).get("result") or {}
         for step_id, state in states.items()
@@ -174,8 +205,8 @@ async def _started(
         if states[step.id] != PENDING or not set(step.depends_on) <= results.keys():
             continue
         try:
-            resolved = resolve(step.arguments, results)
-            arguments = await _checked_arguments(step, resolved, storage)
+            resolved = client_paths(resolve(step.arguments, results), project)
+            arguments = await _checked_arguments(step, resolved, view)
         except (StepInvalid, ReferenceError_) as exc:
             change.states[step.id] = states[step.id] = FAILED
             change.fields[INVALID + step.id] = str(exc)
@@ -187,6 +218,7 @@ async def _started(
             request_id=record.get("request_id") or None,
             priority=record.get("priority", "normal"),  # type: ignore[arg-type]
             due_ms=int(record["due_ms"]) if record.get("due_ms") else None,
+            project=project,
             meta={"workflow_id": workflow_id, "workflow_step": step.id},
         ))
     for job in starts:
@@ -227,7 +259,8 @@ async def _decide_advance(
 async def advance(redis: ArqRedis, settings: Settings, workflow_id: str, storage: Storage) -> str | None:
     """Copy ended steps' outcomes, start what can start, skip what cannot, finish the workflow when
     it is over; returns its status (None when it is gone, or when other writers kept winning).
-    ``storage`` pins the inputs of the steps that start."""
+    ``storage`` (the whole store, or any view of it: the workflow's own view is made from its record)
+    pins the inputs of the steps that start."""
     async def decide(loaded: Loaded) -> Change:
         return await _decide_advance(redis, settings, storage, workflow_id, loaded)
 
@@ -313,6 +346,7 @@ async def view(redis: ArqRedis, workflow_id: str) -> dict[str, Any] | None:
     record = loaded.record
     return {
         "workflow_id": workflow_id,
+        "project": record.get("project") or DEFAULT_PROJECT,
         "status": record["status"],
         "error": record.get("error") or None,
         "created_at": int(record["created_at"]),

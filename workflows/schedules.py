@@ -4,6 +4,10 @@ Every worker runs the same check every few seconds (an arq cron job); a slot is 
 worker claims it first in Redis, and the job it makes has an id derived from the slot, so a slot can
 never run twice even if two workers raced past the claim. The check reads only the schedules due
 (``workflows/schedule_store.py``: an index by next slot), so schedules not due cost nothing.
+
+A schedule belongs to a project (``project``; ``default`` for one made before projects existed): what
+it fires is that project's, its paths checked in the project's view of the store when fired, or in the
+whole store when its ``scope`` is ``store`` (made by an admin of ``default``, or before projects existed).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from arq import ArqRedis
 from croniter import croniter
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from access.grants import DEFAULT_PROJECT, check_project
 from contracts.files import PathRefused
 from contracts.operations import OPERATIONS, Operation
 from contracts.requests import REQUEST_MODELS
@@ -29,7 +34,7 @@ from storage import Storage
 from store import job_store, keys
 from store.job_store import NewJob, Priority, now_ms
 from workflows import schedule_store as store
-from workflows.engine import StepInvalid, create_workflow
+from workflows.engine import PROJECT_SCOPE, STORE_SCOPE, StepInvalid, create_workflow, workflow_storage
 from workflows.model import WorkflowRequest
 
 log = structlog.get_logger("workflows.schedules")
@@ -110,17 +115,28 @@ def _next_run(schedule: dict[str, Any]) -> str | None:
 
 
 def present(schedule: dict[str, Any]) -> dict[str, Any]:
-    return {**schedule, "next_run": _next_run(schedule)}
+    return {"project": DEFAULT_PROJECT, **schedule, "next_run": _next_run(schedule)}
+
+
+def project_of(schedule: dict[str, Any]) -> str:
+    """The schedule's project (``default`` for one made before projects existed)."""
+    return str(schedule.get("project") or DEFAULT_PROJECT)
 
 
 class ScheduleLimit(Exception):
     """As many schedules as ``IFCFLOW_MAX_SCHEDULES`` exist already."""
 
 
-async def create(redis: ArqRedis, settings: Settings, body: ScheduleRequest) -> dict[str, Any]:
-    """Record a new schedule (and its place in the due index), or ``ScheduleLimit``."""
+async def create(
+    redis: ArqRedis, settings: Settings, body: ScheduleRequest, project: str = DEFAULT_PROJECT, *,
+    whole_store: bool = False,
+) -> dict[str, Any]:
+    """Record a new schedule of ``project`` (and its place in the due index), or ``ScheduleLimit``.
+    ``whole_store`` (an admin of ``default``: ``access.scope.sees_whole_store``) fires it with its paths
+    checked in the whole store rather than the project's view."""
+    scope = STORE_SCOPE if whole_store and check_project(project) == DEFAULT_PROJECT else PROJECT_SCOPE
     schedule = {"id": uuid.uuid4().hex, **body.model_dump(mode="json"), "created_at": now_ms(), "last_slot": 0,
-                "last_fired": None, "last_error": None, "last_skipped": None}
+                "last_fired": None, "last_error": None, "last_skipped": None, "project": project, "scope": scope}
     score = _index_score(schedule)
     made = await store.CREATE(
         redis, [keys.SCHEDULES, store.DUE, store.INDEXED],
@@ -229,23 +245,25 @@ async def fire_due(redis: ArqRedis, settings: Settings, storage: Storage) -> int
 async def _fire(
     redis: ArqRedis, settings: Settings, storage: Storage, schedule: dict[str, Any], slot: int
 ) -> str | None:
+    project = project_of(schedule)
+    view = workflow_storage(storage, {"project": project, "scope": str(schedule.get("scope") or STORE_SCOPE)})
     try:
         if schedule["job"] is not None:
             template = JobTemplate.model_validate(schedule["job"])
             request = REQUEST_MODELS[template.operation].model_validate(template.arguments)
             service = OPERATIONS[template.operation].service
-            await check_paths(storage, request, service)
+            await check_paths(view, request, service)
             job_id = f"sched-{schedule['id']}-{slot}"
             await job_store.create(
                 redis,
                 settings,
                 NewJob(template.operation, request.model_dump(mode="json", by_alias=True), job_id,
-                       priority=template.priority, meta={"schedule_id": schedule["id"]}),
+                       priority=template.priority, project=project, meta={"schedule_id": schedule["id"]}),
             )
             log.info("schedule.fired", schedule_id=schedule["id"], slot=slot, job_id=job_id)
         else:
             workflow_id = await create_workflow(
-                redis, settings, WorkflowRequest.model_validate(schedule["workflow"]), None, storage
+                redis, settings, WorkflowRequest.model_validate(schedule["workflow"]), None, view, project
             )
             log.info("schedule.fired", schedule_id=schedule["id"], slot=slot, workflow_id=workflow_id)
     except (ValidationError, PathRefused, StepInvalid) as exc:

@@ -15,6 +15,7 @@ from typing import Any
 
 import ifcpatch
 
+from access.scope import prefix_of, project_of_key
 from contracts.compat_requests import IfcPatchRequest
 from contracts.files import output_path, resolve_input
 from contracts.patch_args import ArgumentRefused, coerce
@@ -34,8 +35,10 @@ def _path_resolver(ctx: TaskContext, output_file: str) -> Any:
     def resolve_path(role: str, value: str) -> str:
         relative = check_relative_path(value)  # "/uploads/a.ifc" and friends map as for any path field
         if role == "output_dir":
-            # A folder the recipe writes into: beside the output file, under output/ifcpatch/.
-            folder = resolve_output(ctx.data_dir, output_path(SERVICE, relative))
+            # A folder the recipe writes into: beside the output file, under its project's output/ifcpatch/
+            # (the gateway sends full store keys: projects/<p>/... for a project other than default).
+            prefix = prefix_of(project_of_key(relative))
+            folder = resolve_output(ctx.data_dir, prefix + output_path(SERVICE, relative[len(prefix):]))
             folder.mkdir(parents=True, exist_ok=True)
             return os.fspath(folder)
         found = resolve_input(ctx.data_dir, relative)

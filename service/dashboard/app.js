@@ -19,8 +19,10 @@ function el(tag, attrs = {}, ...children) {
 
 async function api(path, options = {}) {
   const res = await fetch(path, { ...options, headers: { "X-API-Key": state.key, ...(options.headers || {}) } });
-  if (res.status === 401 || res.status === 403) { signOut("That key was refused."); throw new Error("auth"); }
   const body = res.headers.get("content-type")?.includes("json") ? await res.json() : await res.text();
+  // 403 is also a valid key whose role may not do this (a read key cancelling): say so, stay signed in.
+  const roleRefused = res.status === 403 && typeof body === "object" && String(body.detail ?? "").startsWith("this key's role");
+  if ((res.status === 401 || res.status === 403) && !roleRefused) { signOut("That key was refused."); throw new Error("auth"); }
   if (!res.ok) throw new Error(typeof body === "object" ? JSON.stringify(body.detail ?? body) : body);
   return body;
 }
@@ -61,11 +63,15 @@ function sparkline(history) {
 
 async function refreshOverview() {
   const o = await api("/dashboard-api/overview");
+  // An admin key sees every project's jobs: the table then says whose each is. A read key changes nothing.
+  document.body.classList.toggle("admin", o.caller?.role === "admin");
+  document.body.classList.toggle("read-only", o.caller?.role === "read");
+  $("#who").textContent = o.caller ? `${o.caller.project} · ${o.caller.role}` : "";
   $("#queues tbody").replaceChildren(...Object.entries(o.queues).map(([q, d]) =>
     el("tr", {}, el("td", {}, q), el("td", {}, String(d.queued)), el("td", {}, String(d.deferred)), el("td", {}, String(d.in_progress)), el("td", {}, sparkline(d.history)))));
   $("#workers tbody").replaceChildren(...(o.workers.length ? o.workers.map((w) =>
     el("tr", {}, el("td", {}, `${w.host} / ${w.pid}`), el("td", {}, w.queue), el("td", { title: new Date(w.started_at).toLocaleString() }, time(w.started_at)),
-      el("td", {}, String(w.running)), el("td", {}, String(w.complete)), el("td", {}, String(w.failed)), el("td", {}, String(w.retried)),
+      el("td", {}, String(w.running)), el("td", {}, String(w.complete ?? "")), el("td", {}, String(w.failed ?? "")), el("td", {}, String(w.retried ?? "")),
       el("td", {}, new Date(w.last_heartbeat).toLocaleTimeString())))
     : [el("tr", {}, el("td", { colspan: "8", class: "error" }, "no live worker"))]));
   $("#services tbody").replaceChildren(...Object.entries(o.services).map(([name, s]) =>
@@ -77,7 +83,8 @@ async function refreshOverview() {
 
 function jobRow(job) {
   return el("tr", { "data-id": job.job_id, onclick: () => showDetail(job.job_id) },
-    el("td", {}, el("code", {}, job.job_id.slice(0, 12))), el("td", {}, job.operation ?? ""), el("td", {}, statusPill(job.status)),
+    el("td", {}, el("code", {}, job.job_id.slice(0, 12))), el("td", { class: "project-col" }, job.project ?? "default"),
+    el("td", {}, job.operation ?? ""), el("td", {}, statusPill(job.status)),
     el("td", {}, time(job.enqueued_at)), el("td", {}, time(job.started_at)), el("td", {}, time(job.finished_at)),
     el("td", { class: "duration" }, duration(job)), el("td", {}, progressBar(job)), el("td", {}, String(job.tries)), el("td", {}, viewerLink(job)));
 }

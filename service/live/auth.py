@@ -15,6 +15,7 @@ from fastapi import WebSocket
 
 from access.grants import ANONYMOUS, Caller
 from access.keyring import KeyRing
+from access.quotas import QuotaExceeded, check_rate
 from settings import Settings
 
 # Close codes: 4401/4403 mirror HTTP's 401 (no key) and 403 (wrong key).
@@ -22,6 +23,7 @@ CLOSE_NO_KEY = 4401
 CLOSE_BAD_KEY = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_TOO_BIG = 1009  # RFC 6455: a message too big to process
+CLOSE_TRY_LATER = 1013  # RFC 6455 (registered): the project's request rate is used up
 _FIRST_MESSAGE_WAIT_S = 5.0
 # A key message is {"api_key": "..."}: anything longer before authentication is not one. uvicorn's
 # --ws-max-size (service/http_limits.py) bounds what it buffers before this check sees it.
@@ -53,5 +55,10 @@ async def authenticate(ws: WebSocket, settings: Settings) -> Caller | None:
     caller = await cast(KeyRing, ws.state.keyring).authenticate(str(key))
     if caller is None:
         await ws.close(CLOSE_BAD_KEY, "invalid API key")
+        return None
+    try:
+        await check_rate(ws.state.redis, settings, caller)
+    except QuotaExceeded as exc:
+        await ws.close(CLOSE_TRY_LATER, exc.message[:120])  # a close reason holds at most 123 bytes
         return None
     return caller

@@ -17,6 +17,7 @@ import structlog
 from arq import ArqRedis
 from redis.exceptions import RedisError
 
+from access.grants import DEFAULT_PROJECT, Caller
 from service.live.events import event_kind, message
 from service.live.feed import EVERY_JOB, KeyspaceFeed
 from service.live.notifications import enable_keyspace_notifications
@@ -68,10 +69,14 @@ class JobEventHub:
                 await task
 
     def subscribe(
-        self, job_id: str | None = None, operations: set[str] | None = None, statuses: set[str] | None = None
+        self, job_id: str | None = None, operations: set[str] | None = None, statuses: set[str] | None = None,
+        *, caller: Caller | None = None,
     ) -> Subscriber:
-        """Follow one job (or every job); ``await watching(sub)`` before reading the snapshot."""
-        sub = Subscriber(job_id, operations, statuses)
+        """Follow one job (or every job: of ``caller``'s project, of all for an admin or with no caller);
+        ``await watching(sub)`` before reading the snapshot. Whether ``caller`` may see the one job is
+        the route's check, on the snapshot."""
+        project = None if caller is None or caller.admin else caller.project
+        sub = Subscriber(job_id, operations, statuses, project, caller.project if caller else DEFAULT_PROJECT)
         if job_id is None:
             if not self._all and self._feed is not None:
                 self._feed.follow(EVERY_JOB)

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from starlette.types import Message
 
+from access.grants import DEFAULT_PROJECT
 from service.live.events import Event
 from store.job_view import TERMINAL, JobView
 
@@ -40,19 +41,24 @@ class Subscriber:
     """A client's feed: filled by ``offer``; pulled from ``queue`` (SSE, workflow sockets) or sent to a
     WebSocket by ``serve``."""
 
-    __slots__ = ("dropped", "job_id", "operations", "queue", "statuses")
+    __slots__ = ("dropped", "job_id", "operations", "project", "queue", "relative", "statuses")
 
     def __init__(
-        self, job_id: str | None, operations: set[str] | None = None, statuses: set[str] | None = None
+        self, job_id: str | None, operations: set[str] | None = None, statuses: set[str] | None = None,
+        project: str | None = None, relative: str = DEFAULT_PROJECT,
     ) -> None:
         self.job_id = job_id  # None: every job
         self.operations = operations
         self.statuses = statuses
+        self.project = project  # the all-jobs stream: only this project's jobs (None: every project's)
+        self.relative = relative  # the caller's project: its jobs' files are shown relative to it
         self.dropped = 0
         self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=MAX_QUEUED)
 
     def wants(self, view: JobView) -> bool:
-        """Whether the all-jobs filters (operations, statuses) let ``view`` through."""
+        """Whether the all-jobs filters (project, operations, statuses) let ``view`` through."""
+        if self.project is not None and (view.project or DEFAULT_PROJECT) != self.project:
+            return False
         if self.operations and view.operation not in self.operations:
             return False
         return not self.statuses or view.status.value in self.statuses
@@ -83,7 +89,7 @@ class Subscriber:
         try:
             while True:
                 item = await self.queue.get()
-                await ws.send_text(item.text)
+                await ws.send_text(item.text_for(self.relative))
                 if close_on_terminal and item.status in _TERMINAL:
                     await ws.close()
                     return

@@ -20,10 +20,12 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from access.grants import Caller
+from access.scope import client_paths
 from contracts.compat_requests import DownloadUrlRequest
 from contracts.fetch_rules import FetchRefused, check_addresses, check_url, parse_networks
 from contracts.operations import Operation
-from service.deps import ApiKeyDep
+from service.deps import SubmitKeyDep
 from service.routers.compat_submit import body_model, job_fields, submit, wait_for_end
 from service.routers.operations import IdempotencyKeyHeader
 from settings import Settings
@@ -76,9 +78,10 @@ async def _resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def _finished(view: JobView, job: dict[str, Any]) -> Response:
+def _finished(view: JobView, job: dict[str, Any], caller: Caller) -> Response:
     if view.status is JobStatus.complete and view.result is not None:
-        result = {k: v for k, v in view.result.items() if k != "output_files"}
+        # Named as the caller names its files (relative to its project), as GET /jobs/{id} shows them.
+        result = {k: client_paths(v, caller.project) for k, v in view.result.items() if k != "output_files"}
         return JSONResponse({**result, **job, "status": "finished"})
     error = view.error
     code = _FAILED_STATUS.get(error.status_code or 0, 502) if error is not None else 502
@@ -94,7 +97,7 @@ def _finished(view: JobView, job: dict[str, Any]) -> Response:
 async def download_from_url(
     request: Request,
     body: Annotated[BaseModel, Body()],
-    api_key: ApiKeyDep,
+    api_key: SubmitKeyDep,
     idempotency_key: IdempotencyKeyHeader = None,
     wait: Annotated[float | None, Query(ge=0, le=3600, description="seconds to wait for the file; "
                                                                       "default IFCFLOW_DOWNLOAD_WAIT")] = None,
@@ -108,7 +111,7 @@ async def download_from_url(
     timeout = settings.download_wait if wait is None else wait
     view = await wait_for_end(request, job["job_id"], timeout) if timeout > 0 else None
     if view is not None:
-        return _finished(view, job)
+        return _finished(view, job, api_key)
     pending = {"message": f"Downloading as {name}; follow the job", "file_path": f"/uploads/{name}",
                "original_filename": name, "storage_basename": name}
     return JSONResponse({**pending, **job}, status_code=202)

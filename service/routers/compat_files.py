@@ -21,10 +21,12 @@ from fastapi import APIRouter, Body, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from access.audit import audit
+from access.scope import store_key
 from contracts.download_tokens import TokenRefused, mint, verify
 from contracts.files import inside
 from contracts.paths import check_relative_path
-from service.deps import ApiKeyDep, SettingsDep, StorageDep
+from service.deps import ScopedStorageDep, SettingsDep, StorageDep, SubmitKeyDep
 from service.stored import find_input, serve
 from settings import Settings
 from storage import Storage
@@ -68,9 +70,9 @@ class ListDirectories(BaseModel):
 
 
 @router.get("/list_directories", response_model=ListDirectories, summary="List available directories and files")
-async def list_directories(storage: StorageDep, _: ApiKeyDep) -> ListDirectories:
-    """Every file in ``uploads/``, ``output/`` and ``examples/``, with a leading slash (ifcpipeline's form,
-    which every path field accepts), sorted."""
+async def list_directories(storage: ScopedStorageDep) -> ListDirectories:
+    """Every file in ``uploads/``, ``output/`` and ``examples/`` of the caller's project, with a leading
+    slash (ifcpipeline's form, which every path field accepts), sorted."""
     root = storage.local_root
     if root is not None:  # names only: a walk, without hashing each new file as the store's listing does
         return ListDirectories(files=await asyncio.to_thread(_walk, Path(os.path.realpath(root))))
@@ -116,14 +118,17 @@ class DownloadLink(BaseModel):
 
 @router.post("/create_download_link", response_model=DownloadLink)
 async def create_download_link(
-    request: Request, body: Annotated[DownloadRequest, Body()], settings: SettingsDep, storage: StorageDep,
-    _: ApiKeyDep,
+    request: Request, body: Annotated[DownloadRequest, Body()], settings: SettingsDep, storage: ScopedStorageDep,
+    caller: SubmitKeyDep,
 ) -> DownloadLink:
-    """A link to one file that works without the API key until it expires (``IFCFLOW_DOWNLOAD_LINK_TTL``)."""
+    """A link to one file of the caller's project that works without the API key until it expires
+    (``IFCFLOW_DOWNLOAD_LINK_TTL``): it hands the file to whoever holds it, so a read key makes none."""
     found = await resolve_client_path(storage, body.file_path, ("body", "file_path"))
     if found is None:
         raise HTTPException(404, f"file {body.file_path!r} not found")
-    token, grant = mint(_secret(settings), found, settings.download_link_ttl)
+    # The token names the full store key: /download/{token} has no caller, and serves from the whole store.
+    token, grant = mint(_secret(settings), store_key(storage, found), settings.download_link_ttl)
+    audit(caller, "link.create", path=found, expires_at=grant.expires_at)
     base = (settings.public_url or str(request.base_url)).rstrip("/")
     return DownloadLink(download_token=token, token=token, download_url=f"{base}/download/{token}",
                         expiry=datetime.fromtimestamp(grant.expires_at, UTC), file_path=f"/{found}",
@@ -158,7 +163,7 @@ async def download(token: str, settings: SettingsDep, storage: StorageDep) -> Re
 
 
 @router.get("/ifc2json/{filename:path}", response_class=FileResponse)
-async def get_ifc2json(filename: str, storage: StorageDep, _: ApiKeyDep) -> Response:
+async def get_ifc2json(filename: str, storage: ScopedStorageDep) -> Response:
     """A converted JSON by name ("model.json") or path ("/output/json/model.json", a dropdown value)."""
     if "\x00" in filename or not filename.strip("/"):
         raise HTTPException(422, [{"loc": ["path", "filename"], "msg": "must name a JSON file", "type": "value_error"}])

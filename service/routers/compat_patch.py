@@ -18,13 +18,14 @@ import structlog
 from fastapi import APIRouter, Body, HTTPException, Request, Response
 from pydantic import BaseModel
 
+from access.scope import ProjectStorage, for_caller, store_key
 from contracts.compat_requests import IfcPatchRecipesRequest, IfcPatchRequest
 from contracts.files import output_path, resolve_output
 from contracts.operations import Operation
 from contracts.patch_args import ArgumentRefused, coerce
 from contracts.paths import check_relative_path
 from contracts.wire import REQUEST_ID_HEADER
-from service.deps import ApiKeyDep
+from service.deps import ApiKeyDep, SubmitKeyDep
 from service.routers.compat_files import resolve_client_path
 from service.routers.compat_submit import body_model, submit
 from service.routers.operations import IdempotencyKeyHeader
@@ -97,12 +98,20 @@ async def list_recipes(
     return _shown(listing)
 
 
+def _prefixed(storage: Storage) -> bool:
+    """Whether ``storage`` is a view of a project other than ``default`` (its keys are not store keys)."""
+    return isinstance(storage, ProjectStorage) and bool(storage.prefix)
+
+
 def _refused(loc: list[str | int], message: str) -> HTTPException:
     return HTTPException(422, [{"loc": ["body", *loc], "msg": message, "type": "patch_refused"}])
 
 
 async def check_patch(body: IfcPatchRequest, listing: dict[str, Any], storage: Storage) -> None:
-    """422 unless the recipe exists (custom when ``use_custom``) and every argument fits its parameter."""
+    """422 unless the recipe exists (custom when ``use_custom``) and every argument fits its parameter.
+
+    In a project's view (not ``default``'s) the path arguments are rewritten to their full
+    store keys: the service resolves them in the whole data directory, as it does every job's paths."""
     known = [r for r in listing["recipes"] if r.get("name") == body.recipe]
     recipe = next((r for r in known if bool(r.get("is_custom")) == body.use_custom), None)
     if recipe is None:
@@ -130,15 +139,21 @@ async def check_patch(body: IfcPatchRequest, listing: dict[str, Any], storage: S
         return result
 
     try:
-        coerce(body.recipe, parameters, body.arguments, resolve_path)
+        converted = coerce(body.recipe, parameters, body.arguments, resolve_path)
     except ArgumentRefused as exc:
         raise _refused(["arguments"] if exc.index is None else ["arguments", exc.index], exc.message) from None
+    if _prefixed(storage):
+        body.arguments = [converted[i] if p.get("path_role") else value
+                          for i, (p, value) in enumerate(zip(parameters, body.arguments, strict=False))]
 
 
 async def _patch_path(storage: Storage, role: str, value: str) -> str | ValueError:
     """Where a recipe's path argument points, or the error that refuses it."""
     try:
         if role == "output_dir":
+            if _prefixed(storage):
+                # The service puts such a folder under the store's output/ifcpatch/, outside the project.
+                return ValueError("a folder argument (output_dir) is not available to project keys")
             key = check_relative_path(value)
             root = storage.local_root
             # On S3 there are no folders to run into: the output rule alone (output/ifcpatch/).
@@ -151,7 +166,7 @@ async def _patch_path(storage: Storage, role: str, value: str) -> str | ValueErr
         path = None
     if path is None:
         return ValueError(f"file {value!r} not found in the data directory")
-    return path
+    return store_key(storage, path)
 
 
 @router.post("/patch/execute", status_code=202, response_model=JobAccepted,
@@ -160,19 +175,24 @@ async def _patch_path(storage: Storage, role: str, value: str) -> str | ValueErr
 async def execute_patch(
     request: Request,
     body: Annotated[BaseModel, Body()],
-    api_key: ApiKeyDep,
+    api_key: SubmitKeyDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Check the recipe and its arguments, then queue the patch: 202 with the job's id."""
     settings = cast(Settings, request.state.settings)
     patch = cast(IfcPatchRequest, body)
+    storage = for_caller(request.state.storage, api_key)
     try:
         listing = await recipes(settings, request.state.request_id)
     except RecipesUnavailable as exc:
+        if _prefixed(storage):
+            # Without the listing nobody knows which arguments name files, to confine them to the project.
+            raise HTTPException(503, f"{exc}; a project's patch is checked before it is queued: try again "
+                                     "shortly", headers={"Retry-After": "5"}) from None
         # The job waits for the service like any other, and the service checks the recipe when it runs.
         log.warning("patch.unchecked", recipe=patch.recipe, reason=str(exc))
     else:
-        await check_patch(patch, listing, request.state.storage)
+        await check_patch(patch, listing, storage)
     return await submit(Operation.ifcpatch, request, body, api_key, idempotency_key)
 
 

@@ -9,8 +9,10 @@ import structlog
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
+from access.audit import audit
+from access.quotas import check_storage
 from contracts.paths import check_relative_path
-from service.deps import ApiKeyDep, SettingsDep, StorageDep
+from service.deps import RedisDep, ScopedStorageDep, SettingsDep, SubmitKeyDep
 from service.schemas import FileInfo, FileVersion, UploadResult
 from service.uploads import Upload, UploadRefused, receive_upload
 from storage import Storage, Version
@@ -49,17 +51,21 @@ def refused(exc: UploadRefused, file_type: str) -> HTTPException:
 @router.post("/upload/{file_type}", response_model=UploadResult, status_code=201,
              responses={507: {"description": "storage full: the store's disk (or quota) is full"}})
 async def upload(
-    file_type: Literal["ifc", "ids", "bcf", "csv"], request: Request, settings: SettingsDep,
-    storage: StorageDep, _: ApiKeyDep,
+    file_type: Literal["ifc", "ids", "bcf", "csv"], request: Request, settings: SettingsDep, redis: RedisDep,
+    storage: ScopedStorageDep, caller: SubmitKeyDep,
 ) -> UploadResult:
     """Upload a file (multipart field ``file``) into ``uploads/``, as a new version of that name; 413
     over the size limit. A name with spaces or other characters is stored in the RQ system's safe form
     (``original_filename`` keeps it). ``version_id`` (the sha256) pins a job to these bytes. 507 when
-    the store is full ("storage full: ..."); nothing of the file is kept."""
+    the store is full ("storage full: ..."); nothing of the file is kept. The file is the caller's
+    project's (``path`` relative to it); 507 also when the project's storage quota would be passed."""
+    declared = request.headers.get("content-length", "")
+    await check_storage(redis, settings, storage, caller, int(declared) if declared.isdigit() else 0)
     try:
         found = await receive_upload(request, storage, file_type, settings.max_upload_bytes)
     except UploadRefused as exc:
         raise refused(exc, file_type) from None
+    audit(caller, "file.upload", path=f"uploads/{found.name}", version=found.version.version, size=found.size)
     return upload_result(found, file_type)
 
 
@@ -82,13 +88,12 @@ async def _with_versions(storage: Storage, infos: list[FileInfo]) -> None:
 
 @router.get("/files", response_model=list[FileInfo], response_model_exclude_none=True)
 async def list_files(
-    storage: StorageDep,
-    _: ApiKeyDep,
+    storage: ScopedStorageDep,
     prefix: Annotated[str, Query(max_length=512, description="only paths starting with this")] = "",
     versions: Annotated[bool, Query(description="also list every version of each file, newest first")] = False,
 ) -> list[FileInfo]:
-    """The latest of every file in the store (uploads and outputs), newest first, each with its
-    ``version`` (sha256); with ``?versions=true`` each file's every version too, the latest marked."""
+    """The latest of every file of the caller's project (uploads and outputs), newest first, each with
+    its ``version`` (sha256); with ``?versions=true`` each file's every version too, the latest marked."""
     found: list[FileInfo] = []
     if prefix.startswith("/") or "\x00" in prefix or any(p.startswith(".") for p in prefix.split("/")):
         return found  # no stored path starts so (and the store's own folders are not listed)
@@ -119,8 +124,7 @@ def checked_key(path: str, loc: tuple[str, str] = ("path", "path")) -> str | Non
             responses={307: {"description": "S3 backend: a presigned URL of the file, valid without the API key"}})
 async def download(
     path: str,
-    storage: StorageDep,
-    _: ApiKeyDep,
+    storage: ScopedStorageDep,
     version: Annotated[str | None, Query(max_length=128, description="a version's sha256; default the latest")] = None,
 ) -> Response:
     """Download a file: the latest, or ``?version=<sha256>`` (404 naming the version when there is

@@ -10,8 +10,12 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel
 
+from access.audit import audit
+from access.grants import DEFAULT_PROJECT, Caller, check_project
+from access.quotas import check_submit
+from access.scope import client_paths
 from contracts.files import inside
-from service.deps import ApiKeyDep, RedisDep, SettingsDep, StorageDep
+from service.deps import ApiKeyDep, RedisDep, SettingsDep, StorageDep, SubmitKeyDep
 from service.routers.workflows import advance_if_step
 from storage import NotFound, Storage
 from store import job_store, keys
@@ -27,17 +31,33 @@ _ABORT_WAIT_S = 3.0
 _REPORT_MAX_BYTES = 16 * 1024 * 1024
 
 
-async def _get(redis: RedisDep, job_id: str) -> JobView:
+def not_found(job_id: str) -> HTTPException:
+    """The answer for an unknown job, and for another project's: the same, so nothing says it exists."""
+    return HTTPException(404, f"job {job_id} not found")
+
+
+def shown(view: JobView, caller: Caller) -> JobView:
+    """``view`` as ``caller`` is shown it: its files named relative to the caller's project (the record
+    holds full store keys; nothing changes for ``default``, whose files are at the store's root)."""
+    if view.arguments is None and view.result is None:
+        return view
+    return view.model_copy(update={"arguments": client_paths(view.arguments, caller.project),
+                                   "result": client_paths(view.result, caller.project)})
+
+
+async def owned(redis: RedisDep, job_id: str, caller: Caller) -> JobView:
+    """The job's view if ``caller`` may see it (its project's, or any for an admin); 404 otherwise."""
     view = await job_store.get(redis, job_id)
-    if view is None:
-        raise HTTPException(404, f"job {job_id} not found")
+    if view is None or not caller.sees(view.project):
+        raise not_found(job_id)
     return view
 
 
 class JobPage(BaseModel):
     jobs: list[JobView]
     next_offset: int | None
-    indexed: int
+    # Entries of the recent-jobs index (every project's): shown to admin keys only.
+    indexed: int | None
 
 
 _SCAN_LIMIT = 2000  # index entries one filtered listing may read before it answers with what it has
@@ -46,13 +66,24 @@ _SCAN_LIMIT = 2000  # index entries one filtered listing may read before it answ
 @router.get("", response_model=JobPage)
 async def list_jobs(
     redis: RedisDep,
-    _: ApiKeyDep,
+    caller: ApiKeyDep,
     status: Annotated[str | None, Query(max_length=200, description="comma-separated statuses")] = None,
     operation: Annotated[str | None, Query(max_length=500, description="comma-separated operations")] = None,
+    project: Annotated[str | None, Query(max_length=63, description="admin keys: only this project's jobs")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=keys.RECENT_JOBS_MAX)] = 0,
 ) -> JobPage:
-    """Recent jobs, newest first, from a bounded index (never a scan over all of Redis)."""
+    """Recent jobs of the caller's project (an admin key: of every project, or of ``?project=``),
+    newest first, from a bounded index (never a scan over all of Redis)."""
+    if project is not None:
+        try:
+            check_project(project)
+        except ValueError as exc:
+            raise HTTPException(422, [{"loc": ["query", "project"], "msg": str(exc), "type": "value_error"}]) from None
+    # A key that is not admin lists its own project only: asking for another finds nothing (no leak).
+    wanted = project if caller.admin else caller.project
+    if not caller.admin and project not in (None, caller.project):
+        return JobPage(jobs=[], next_offset=None, indexed=0)
     statuses = {s.strip() for s in status.split(",")} if status else None
     if statuses and not statuses <= {s.value for s in JobStatus}:
         msg = f"use some of {', '.join(s.value for s in JobStatus)}"
@@ -71,18 +102,21 @@ async def list_jobs(
             view = views.get(job_id)
             if view is None or (statuses and view.status.value not in statuses):
                 continue
+            if wanted is not None and (view.project or DEFAULT_PROJECT) != wanted:
+                continue
             if operations and view.operation not in operations:
                 continue
-            found.append(view)
+            found.append(shown(view, caller))
             if len(found) == limit:
                 break
-    return JobPage(jobs=found, next_offset=position if position < indexed else None, indexed=indexed)
+    return JobPage(jobs=found, next_offset=position if position < indexed else None,
+                   indexed=indexed if caller.admin else None)
 
 
 @router.get("/{job_id}", response_model=JobView)
-async def get_job(job_id: JobId, redis: RedisDep, _: ApiKeyDep) -> JobView:
-    """Status, progress, result or error of a job."""
-    return await _get(redis, job_id)
+async def get_job(job_id: JobId, redis: RedisDep, caller: ApiKeyDep) -> JobView:
+    """Status, progress, result or error of a job (404 for another project's)."""
+    return shown(await owned(redis, job_id, caller), caller)
 
 
 def _local_report(root: FilePath, rel: str) -> str | None:
@@ -116,45 +150,51 @@ async def _html_report(storage: Storage, view: JobView) -> str | None:
 
 
 @router.get("/{job_id}/status", response_model=SeedJobStatus)
-async def get_job_status(job_id: JobId, redis: RedisDep, storage: StorageDep, _: ApiKeyDep) -> SeedJobStatus:
+async def get_job_status(job_id: JobId, redis: RedisDep, storage: StorageDep, caller: ApiKeyDep) -> SeedJobStatus:
     """The job as the RQ system answered it, for its clients (the n8n node polls here): RQ's status
     words (``finished``, ``failed``, ...), ``error`` a string, ``result`` as its workers returned it
     (``success``, ``output_path``, each operation's own keys). The same record as ``GET /jobs/{id}``."""
-    view = await _get(redis, job_id)
+    view = await owned(redis, job_id, caller)
     report = None
     if view.status is JobStatus.complete and view.operation == "ifctester":
+        # The whole store with the record's own (full) keys: the job is the caller's to see.
         report = await _html_report(storage, view)
-    return seed_view(view, report)
+    return seed_view(shown(view, caller), report)
 
 
 @router.delete("/{job_id}", response_model=JobView, status_code=202)
 async def cancel_job(
-    job_id: JobId, redis: RedisDep, settings: SettingsDep, storage: StorageDep, _: ApiKeyDep
+    job_id: JobId, redis: RedisDep, settings: SettingsDep, storage: StorageDep, caller: SubmitKeyDep
 ) -> JobView:
-    """Cancel a queued or deferred job, or abort a running one."""
-    view = await _get(redis, job_id)
+    """Cancel a queued or deferred job, or abort a running one (of the caller's project)."""
+    view = await owned(redis, job_id, caller)
     if view.status in TERMINAL:
         raise HTTPException(409, f"job {job_id} already {view.status.value}")
     outcome = await job_store.cancel(redis, settings, job_id)
+    if outcome in ("cancelled", "aborting"):
+        audit(caller, "job.cancel", job_id=job_id, outcome=outcome)
     if outcome == "cancelled":
         await advance_if_step(redis, settings, storage, job_id)
     if outcome == "aborting":
         deadline = asyncio.get_running_loop().time() + _ABORT_WAIT_S
         while asyncio.get_running_loop().time() < deadline:
-            view = await _get(redis, job_id)
+            view = await owned(redis, job_id, caller)
             if view.status in TERMINAL:
                 break
             await asyncio.sleep(0.1)
-        return view
-    return await _get(redis, job_id)
+        return shown(view, caller)
+    return shown(await owned(redis, job_id, caller), caller)
 
 
 @router.post("/{job_id}/requeue", response_model=JobView, status_code=202)
-async def requeue_job(job_id: JobId, redis: RedisDep, settings: SettingsDep, _: ApiKeyDep) -> JobView:
+async def requeue_job(job_id: JobId, redis: RedisDep, settings: SettingsDep, caller: SubmitKeyDep) -> JobView:
     """Run a failed or aborted job again with its original arguments, under the same id."""
+    await owned(redis, job_id, caller)  # another project's job is not there for this caller
+    await check_submit(redis, settings, caller)
     outcome = await job_store.requeue(redis, settings, job_id)
     if outcome == "gone":
-        raise HTTPException(404, f"job {job_id} not found")
+        raise not_found(job_id)
     if outcome != "requeued":
         raise HTTPException(409, f"job {job_id} is {outcome}: only failed or aborted jobs can be requeued")
-    return await _get(redis, job_id)
+    audit(caller, "job.requeue", job_id=job_id)
+    return shown(await owned(redis, job_id, caller), caller)

@@ -13,6 +13,8 @@ router = APIRouter(tags=["monitoring"])
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics(redis: RedisDep, settings: SettingsDep, _: ApiKeyDep) -> Response:
-    """Whole-system metrics in the Prometheus text format (key as X-API-Key or a Bearer token)."""
-    return Response(await exposition(redis, settings), media_type=CONTENT_TYPE_LATEST)
+async def metrics(redis: RedisDep, settings: SettingsDep, caller: ApiKeyDep) -> Response:
+    """Whole-system metrics in the Prometheus text format (key as X-API-Key or a Bearer token); the
+    per-project series (``ifcflow_project_*``) of every project for an admin key, else of its own."""
+    only = None if caller.admin else caller.project
+    return Response(await exposition(redis, settings, only), media_type=CONTENT_TYPE_LATEST)

@@ -7,12 +7,15 @@ import orjson
 from fastapi import APIRouter, Body, Header, HTTPException, Request, Response
 from pydantic import BaseModel, create_model
 
+from access.audit import audit
+from access.quotas import check_submit
+from access.scope import for_caller
 from contracts.files import PathRefused
 from contracts.operations import OPERATIONS, Operation, OperationSpec
 from contracts.requests import REQUEST_MODELS, RQ_ONLY_FIELDS
 from contracts.stored_paths import check_paths
 from contracts.webhooks import CallbackRefused, check_callback_url
-from service.deps import ApiKeyDep
+from service.deps import SubmitKeyDep
 from service.schemas import JobAccepted, JobOptions
 from service.submit import IDEMPOTENCY_KEY_MAX, job_id_for, resolve_previous, submit
 from settings import Settings
@@ -95,11 +98,12 @@ def _make_route(spec: OperationSpec) -> Callable[..., Coroutine[Any, Any, Respon
     async def submit_operation(
         request: Request,
         body: Annotated[BaseModel, Body()],  # this operation's body model: see below
-        api_key: ApiKeyDep,
+        api_key: SubmitKeyDep,
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response:
         """Check the request's paths and callback, then record and enqueue the job: 202 with its id, or
-        200 for a replay of an earlier request with the same Idempotency-Key."""
+        200 for a replay of an earlier request with the same Idempotency-Key. The job is the caller's
+        project's; its paths are named inside that project's files."""
         # The lifespan's state, read here rather than through dependencies: this is every submit's route,
         # and each dependency FastAPI solves costs it tens of microseconds (docs/performance.md, F15).
         settings: Settings = request.state.settings
@@ -107,15 +111,17 @@ def _make_route(spec: OperationSpec) -> Callable[..., Coroutine[Any, Any, Respon
         # The body is both the operation's request and the job's options: validated once, used as both.
         options = cast(JobOptions, body)
         try:
-            await resolve_previous(redis, body)  # a job id: its result file, checked as a path below
+            await resolve_previous(redis, body, api_key)  # a job id: its result file, checked as a path below
             # Every input pinned to its version now: the job reads those bytes whatever is uploaded later.
-            await check_paths(request.state.storage, body, spec.service)
+            # The project's view: the record gets full store keys, which workers read as they are.
+            await check_paths(for_caller(request.state.storage, api_key), body, spec.service)
         except PathRefused as exc:
             raise HTTPException(
                 422, [{"loc": ["body", *exc.loc], "msg": exc.message, "type": "path_refused"}]
             ) from None
         check_callback(options.callback_url, settings)
         job_id = job_id_for(idempotency_key, api_key.key_id)
+        await check_submit(redis, settings, api_key)
         recorded = body.model_dump(mode="json", by_alias=True, exclude=_recorded(body, rq_defaults))
         try:
             created = await submit(
@@ -126,10 +132,12 @@ def _make_route(spec: OperationSpec) -> Callable[..., Coroutine[Any, Any, Respon
                 job_id=job_id,
                 request_id=request.state.request_id,
                 fresh_id=not idempotency_key,
+                project=api_key.project,
             )
         except IdempotencyConflict:
             raise HTTPException(409, "Idempotency-Key was already used with a different request") from None
         if created:
+            audit(api_key, "job.submit", job_id=job_id, operation=op.value)
             status = JobStatus.deferred if options.defer_by or options.defer_until else JobStatus.queued
             return accepted(request, settings, job_id, status)
         view = await job_store.get(redis, job_id)

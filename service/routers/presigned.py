@@ -23,13 +23,16 @@ import structlog
 from fastapi import APIRouter, Body, HTTPException, Request, Response
 from fastapi import Path as PathParam
 
+from access.audit import audit
 from access.grants import Caller
+from access.quotas import check_storage
+from access.scope import unwrap
 from contracts.storage_full import STORAGE_FULL_ERRNOS, storage_full_reason
-from service.deps import ApiKeyDep, RedisDep, SettingsDep, StorageDep
+from service.deps import RedisDep, ScopedStorageDep, SettingsDep, StorageDep, SubmitKeyDep
 from service.routers.files import refused, upload_result
 from service.schemas import ConfirmRequest, PresignedUploadInfo, PresignRequest, UploadResult
 from service.uploads import Upload, UploadRefused, safe_filename
-from storage import NotFound, StoreFull
+from storage import NotFound, Storage, StoreFull
 from storage.local import LocalStorage
 from store import keys
 
@@ -50,11 +53,12 @@ async def _pending(redis: Any, upload_id: str) -> dict[str, Any] | None:
 
 @router.post("/uploads/presign", response_model=PresignedUploadInfo, status_code=201)
 async def presign(
-    body: Annotated[PresignRequest, Body()], request: Request, settings: SettingsDep, storage: StorageDep,
-    redis: RedisDep, api_key: ApiKeyDep,
+    body: Annotated[PresignRequest, Body()], request: Request, settings: SettingsDep, storage: ScopedStorageDep,
+    redis: RedisDep, api_key: SubmitKeyDep,
 ) -> PresignedUploadInfo:
     """A URL to PUT one file to, for ``IFCFLOW_PRESIGN_EXPIRES`` seconds; then ``POST /uploads/confirm``.
-    422 for a name the type does not allow, 413 for a declared size over the upload limit."""
+    422 for a name the type does not allow, 413 for a declared size over the upload limit, 507 for one
+    the project's storage quota has no room for (checked again at the confirm, with the real size)."""
     try:
         name, original = safe_filename(body.filename, body.file_type)
     except UploadRefused as exc:
@@ -63,6 +67,7 @@ async def presign(
     limit = settings.max_upload_bytes
     if body.size is not None and body.size > limit:
         raise HTTPException(413, f"size: larger than the limit of {limit} bytes")
+    await check_storage(redis, settings, storage, api_key, body.size or 0)
     upload_id = secrets.token_urlsafe(32)
     signed = await storage.presign_put(upload_id, limit)
     base = (settings.public_url or str(request.base_url)).rstrip("/")
@@ -71,10 +76,22 @@ async def presign(
     else:
         url, method, headers, expires = signed.url, signed.method, signed.headers, signed.expires_in
     pending = {"name": name, "original": original, "file_type": body.file_type, "max_bytes": limit,
-               "caller": _caller(api_key)}
+               "caller": _caller(api_key), "size": body.size}
     await redis.set(keys.presigned_upload(upload_id), orjson.dumps(pending), ex=expires)
+    audit(api_key, "upload.presign", path=f"uploads/{name}")
     return PresignedUploadInfo(upload_id=upload_id, url=url, method=method, headers=headers, expires_in=expires,
                                confirm_url=f"{base}/uploads/confirm", path=f"uploads/{name}")
+
+
+async def _staged_size(storage: Storage, upload_id: str, pending: dict[str, Any]) -> int:
+    """The bytes a confirm takes in, for the storage quota: the staged file's size on the local
+    backend, the size declared at the presign on S3 (its object is hashed only by the confirm)."""
+    inner = unwrap(storage)
+    if isinstance(inner, LocalStorage):
+        staged = inner.incoming_file(upload_id)
+        with contextlib.suppress(OSError):
+            return (await asyncio.to_thread(staged.stat)).st_size
+    return int(pending.get("size") or 0)
 
 
 def _write_incoming(storage: LocalStorage, upload_id: str) -> tuple[Any, Path]:
@@ -125,14 +142,19 @@ async def put_presigned(upload_id: UploadId, request: Request, storage: StorageD
                         409: {"description": "nothing was PUT to the upload's URL yet"},
                         413: {"description": "the file PUT is larger than the upload limit"}})
 async def confirm(
-    body: Annotated[ConfirmRequest, Body()], storage: StorageDep, redis: RedisDep, api_key: ApiKeyDep,
+    body: Annotated[ConfirmRequest, Body()], settings: SettingsDep, storage: ScopedStorageDep, redis: RedisDep,
+    api_key: SubmitKeyDep,
 ) -> UploadResult:
-    """Take a presigned upload in as a new version of its ``uploads/`` path; the answer of ``POST /upload``."""
+    """Take a presigned upload in as a new version of its ``uploads/`` path; the answer of ``POST /upload``.
+    Only the key that presigned it confirms it (any other is told there is no such upload)."""
     pending = await _pending(redis, body.upload_id)
     if pending is None or not secrets.compare_digest(pending["caller"], _caller(api_key)):
         raise HTTPException(404, f"no upload {body.upload_id!r} is pending (never presigned, expired, or "
                                  "already confirmed)")
     name, file_type = str(pending["name"]), str(pending["file_type"])
+    # The presign counted the size declared then; the confirm what came beyond it.
+    staged = await _staged_size(storage, body.upload_id, pending)
+    await check_storage(redis, settings, storage, api_key, max(0, staged - int(pending.get("size") or 0)))
     try:
         version = await storage.confirm(body.upload_id, f"uploads/{name}", int(pending["max_bytes"]))
     except NotFound:
@@ -144,4 +166,5 @@ async def confirm(
     except StoreFull as exc:
         raise refused(UploadRefused(507, str(exc)), file_type) from None
     await redis.delete(keys.presigned_upload(body.upload_id))
+    audit(api_key, "upload.confirm", path=f"uploads/{name}", version=version.version, size=version.size)
     return upload_result(Upload(name, version.size, str(pending["original"]), version), file_type)

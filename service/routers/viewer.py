@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from starlette.responses import Response
 
 from contracts.paths import check_relative_path
-from service.deps import ApiKeyDep, SettingsDep, StorageDep
+from service.deps import ScopedStorageDep, SettingsDep
 from service.stepindex import IndexCache
 from service.stored import find_input, local_copy, serve
 from settings import Settings
@@ -90,7 +90,7 @@ async def _ifc_path(storage: Storage, settings: Settings, file: str) -> Path:
 
 @router.get("/viewer-api/file", response_class=FileResponse)
 async def model_file(
-    file: FilePath, storage: StorageDep, _: ApiKeyDep,
+    file: FilePath, storage: ScopedStorageDep,
     range_: Annotated[str | None, Header(alias="range", include_in_schema=False)] = None,
 ) -> Response:
     """The model file the viewer draws (a glb or IFC), streamed by the gateway on both backends: the
@@ -102,7 +102,7 @@ async def model_file(
 
 
 @router.get("/viewer-api/elements")
-async def elements(file: FilePath, settings: SettingsDep, storage: StorageDep, _: ApiKeyDep) -> dict[str, Any]:
+async def elements(file: FilePath, settings: SettingsDep, storage: ScopedStorageDep) -> dict[str, Any]:
     """Class, name and storey of every element of an IFC file, by GlobalId, and its storeys by elevation."""
     path = await _ifc_path(storage, settings, file)
     index = await asyncio.to_thread(_INDEXES.get, path)
@@ -112,7 +112,7 @@ async def elements(file: FilePath, settings: SettingsDep, storage: StorageDep, _
 @router.get("/viewer-api/properties")
 async def properties(
     file: FilePath, global_id: Annotated[str, Query(min_length=22, max_length=22)], settings: SettingsDep,
-    storage: StorageDep, _: ApiKeyDep,
+    storage: ScopedStorageDep,
 ) -> dict[str, Any]:
     """One element's property and quantity sets (the picked element's details in the viewer)."""
     path = await _ifc_path(storage, settings, file)

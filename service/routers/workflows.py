@@ -10,7 +10,11 @@ from typing import Annotated, Any, cast
 from fastapi import APIRouter, HTTPException, Path, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel
 
-from service.deps import ApiKeyDep, RedisDep, SettingsDep, StorageDep
+from access.audit import audit
+from access.grants import Caller
+from access.quotas import check_submit
+from access.scope import client_paths
+from service.deps import ApiKeyDep, RedisDep, ScopedStorageDep, SettingsDep, StorageDep, SubmitKeyDep
 from service.live.auth import CLOSE_NOT_FOUND, authenticate
 from service.live.hub import JobEventHub
 from service.routers.operations import check_callback
@@ -32,15 +36,20 @@ class WorkflowAccepted(BaseModel):
 
 @router.post("", status_code=202, response_model=WorkflowAccepted)
 async def submit_workflow(
-    body: WorkflowRequest, request: Request, redis: RedisDep, settings: SettingsDep, _: ApiKeyDep
+    body: WorkflowRequest, request: Request, redis: RedisDep, settings: SettingsDep, storage: ScopedStorageDep,
+    caller: SubmitKeyDep,
 ) -> WorkflowAccepted:
-    """Check a DAG of steps (422 names the step at fault), record it and start its first steps."""
+    """Check a DAG of steps (422 names the step at fault), record it and start its first steps; the
+    workflow and its jobs are the caller's project's, its paths named inside that project's files."""
     check_callback(body.callback_url, settings)
+    await check_submit(redis, settings, caller)
     try:
-        workflow_id = await create_workflow(redis, settings, body, request.state.request_id, request.state.storage)
+        workflow_id = await create_workflow(redis, settings, body, request.state.request_id, storage,
+                                            project=caller.project)
     except StepInvalid as exc:
         detail = [{"loc": ["body", "steps", exc.step], "msg": str(exc), "type": "invalid_step"}]
         raise HTTPException(422, detail) from None
+    audit(caller, "workflow.submit", workflow_id=workflow_id, steps=len(body.steps))
     base = (settings.public_url or str(request.base_url)).rstrip("/")
     return WorkflowAccepted(
         workflow_id=workflow_id,
@@ -50,37 +59,51 @@ async def submit_workflow(
     )
 
 
-@router.get("/{workflow_id}")
-async def get_workflow(workflow_id: WorkflowId, redis: RedisDep, _: ApiKeyDep) -> dict[str, Any]:
-    """The whole graph with each step's status, job, result or error."""
+async def owned(redis: Any, workflow_id: str, caller: Caller) -> dict[str, Any]:
+    """The workflow's view if ``caller`` may see it (its project's, any for an admin), else the 404 of
+    an unknown one (nothing says it exists)."""
     found = await view(redis, workflow_id)
-    if found is None:
+    if found is None or not caller.sees(found.get("project")):
         raise HTTPException(404, f"workflow {workflow_id} not found")
     return found
 
 
+def shown(found: dict[str, Any], caller: Caller) -> dict[str, Any]:
+    """A workflow's view with its files named relative to the caller's project."""
+    return cast(dict[str, Any], client_paths(found, caller.project))
+
+
+@router.get("/{workflow_id}")
+async def get_workflow(workflow_id: WorkflowId, redis: RedisDep, caller: ApiKeyDep) -> dict[str, Any]:
+    """The whole graph with each step's status, job, result or error."""
+    return shown(await owned(redis, workflow_id, caller), caller)
+
+
 @router.delete("/{workflow_id}", status_code=202)
 async def cancel_workflow(
-    workflow_id: WorkflowId, redis: RedisDep, settings: SettingsDep, storage: StorageDep, _: ApiKeyDep
+    workflow_id: WorkflowId, redis: RedisDep, settings: SettingsDep, storage: StorageDep, caller: SubmitKeyDep
 ) -> dict[str, Any]:
     """Cancel the workflow: steps not started never start, queued ones are cancelled, running ones aborted."""
-    before = await cancel(redis, settings, workflow_id, storage)
+    await owned(redis, workflow_id, caller)
+    before = await cancel(redis, settings, workflow_id, storage)  # the engine scopes to the workflow's project
     if before is None:
         raise HTTPException(404, f"workflow {workflow_id} not found")
     if before != "running":
         raise HTTPException(409, f"workflow {workflow_id} already {before}")
-    return await view(redis, workflow_id) or {}
+    audit(caller, "workflow.cancel", workflow_id=workflow_id)
+    return shown(await view(redis, workflow_id) or {}, caller)
 
 
 @router.websocket("/{workflow_id}/ws")
 async def workflow_socket(ws: WebSocket, workflow_id: WorkflowId) -> None:
     """The graph now, then again on every change of a step; closed when the workflow has ended."""
     settings = cast(Settings, ws.state.settings)
-    if not await authenticate(ws, settings):
+    caller = await authenticate(ws, settings)
+    if caller is None:
         return
     redis, hub = ws.state.redis, cast(JobEventHub, ws.state.events)
     current = await view(redis, workflow_id)
-    if current is None:
+    if current is None or not caller.sees(current.get("project")):
         await ws.close(CLOSE_NOT_FOUND, f"workflow {workflow_id} not found")
         return
     subs = [hub.subscribe(step_job_id(workflow_id, s["id"])) for s in current["steps"]]
@@ -91,7 +114,7 @@ async def workflow_socket(ws: WebSocket, workflow_id: WorkflowId) -> None:
             current = await view(redis, workflow_id)
             if current is None:
                 break
-            text = json.dumps(current)
+            text = json.dumps(shown(current, caller))
             if text != sent:
                 await ws.send_text(text)
                 sent = text

@@ -14,19 +14,26 @@
 -- A job whose service has no free slot (store/service_slots.py) stays queued, holding nothing; the
 -- claim goes on past it, up to the pass-over cap shared by the projects. One that has waited past its
 -- operation's time limit is claimed anyway, marked 'expired', and its try fails at once.
+-- A project with an in-flight limit (IFCFLOW_QUOTA_IN_FLIGHT, IFCFLOW_PROJECT_QUOTAS) that runs that many
+-- jobs offers no head: its jobs wait, the other projects' run. Its running jobs are the ids its claims
+-- started, kept in a set per project and counted, as a service's slots are, by the arq in-progress keys
+-- that still exist: arq deletes a try's key at its end however it ends (complete, failure, retry, abort)
+-- and a reap deletes those of a dead worker, so no script has to keep a count in step.
 -- KEYS: 1 queue, 2 this worker's set of held jobs, 3 projects with waiting jobs, 4 last served per
 --       project, 5 the served counter
 -- ARGV: 1 now (ms), 2 in-progress TTL (ms), 3 free slots, 4 worker id, 5 most queue entries to read,
 --       6 arq's in-progress key prefix, 7 record key prefix, 8 slot set key prefix, 9 capacity hash,
 --       10 most entries to pass over for full services, 11 project index key prefix, 12 priority aging
---       (ms), 13.. (operation, service, time limit ms) triples
--- Returns how many queued jobs it passed over for full services, then the claimed ids, each followed
--- by its score.
+--       (ms), 13 project running set key prefix, 14 in-flight limit of every project (0: none), 15 the
+--       projects' own in-flight limits (JSON object, project -> limit, 0: none), 16.. (operation,
+--       service, time limit ms) triples
+-- Returns how many queued jobs it passed over for full services (and one per project at its in-flight
+-- limit with due jobs), then the claimed ids, each followed by its score.
 local now, limit, cap = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[5])
 local skip_cap, aging = tonumber(ARGV[10]), tonumber(ARGV[12])
 local running_prefix, record_prefix = ARGV[6], ARGV[7]
 local service_of, limit_of = {}, {}
-for i = 13, #ARGV, 3 do
+for i = 16, #ARGV, 3 do
   service_of[ARGV[i]] = ARGV[i + 1]
   limit_of[ARGV[i]] = tonumber(ARGV[i + 2])
 end
@@ -60,6 +67,24 @@ local function slot_of(fields)
   return nil, service
 end
 
+-- Running jobs per project with an in-flight limit, counted once per call (ids whose try is over dropped).
+local running_set_prefix, in_flight_default = ARGV[13], tonumber(ARGV[14])
+local in_flight_own = cjson.decode(ARGV[15])
+local running = {}
+local function in_flight_limit(project)
+  return tonumber(in_flight_own[project]) or in_flight_default
+end
+local function running_of(project)
+  if running[project] == nil then
+    local key = running_set_prefix .. project
+    for _, holder in ipairs(redis.call('SMEMBERS', key)) do
+      if redis.call('EXISTS', running_prefix .. holder) == 0 then redis.call('SREM', key, holder) end
+    end
+    running[project] = redis.call('SCARD', key)
+  end
+  return running[project]
+end
+
 local LEVEL = {high = 2, normal = 1, low = 0}
 local function level_of(fields)
   local level = LEVEL[fields[5] or 'normal'] or 1
@@ -77,9 +102,10 @@ local sources = {}
 local projects = redis.call('SMEMBERS', KEYS[3])
 table.sort(projects)
 for _, project in ipairs(projects) do
-  sources[#sources + 1] = {project = project, key = ARGV[11] .. project, page = math.min(200, limit + 1)}
+  sources[#sources + 1] = {project = project, key = ARGV[11] .. project, page = math.min(200, limit + 1),
+                           in_flight = in_flight_limit(project)}
 end
-sources[#sources + 1] = {project = 'default', page = 200, passed = 0}
+sources[#sources + 1] = {project = 'default', page = 200, passed = 0, in_flight = 0}
 local budget = math.max(1, math.ceil(skip_cap / #sources))
 for _, src in ipairs(sources) do
   src.batch, src.pos, src.offset, src.waits, src.removed = {}, 1, 0, 0, 0
@@ -117,6 +143,13 @@ end
 
 local function find_head(src)
   src.head = nil
+  if src.in_flight > 0 and not src.done and running_of(src.project) >= src.in_flight then
+    -- At its limit: waiting, not failing. Counted (when a job of it is due) so the worker backs off
+    -- and claims again as tries end, as for a full service.
+    src.done = true
+    if #redis.call('ZRANGEBYSCORE', src.key, '-inf', now, 'LIMIT', 0, 1) > 0 then skipped = skipped + 1 end
+    return
+  end
   while not src.done do
     local id, score = next_entry(src)
     if not id then src.done = true return end
@@ -206,6 +239,13 @@ while #out < 2 * limit do
     if best.key then
       redis.call('ZREM', best.key, id)
       best.removed = best.removed + 1
+    end
+    if best.in_flight > 0 then
+      local key = running_set_prefix .. best.project
+      running[best.project] = running_of(best.project) + 1
+      redis.call('SADD', key, id)
+      -- Outlives every member's in-progress key (claims of other workers may give longer ones).
+      if redis.call('PTTL', key) < tonumber(ARGV[2]) then redis.call('PEXPIRE', key, ARGV[2]) end
     end
     seq = seq + 1
     served[best.project] = seq

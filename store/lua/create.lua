@@ -1,7 +1,7 @@
 -- Submit: the job's record and arq's job key and queue entry, and its project's index entry (the same
 -- id and score, store/lua/claim.lua), in one step.
 -- KEYS: 1 record, 2 arq job, 3 arq result, 4 queue, 5 recent-jobs index, 6 stats counts, 7 the project's
---       index, 8 the queue's projects with waiting jobs
+--       index, 8 the queue's projects with waiting jobs, 9 per-project stats counts
 -- ARGV: 1 fingerprint ('' for a fresh random id: nothing can hold it), 2 record TTL (s),
 --       3 arq job payload, 4 arq job TTL (ms), 5 queue score, 6 job id, 7 submit time (us),
 --       8 stats field, 9 '1' when this submit trims the index, 10 index cap, 11 the record's fields:
@@ -16,6 +16,7 @@ end
 redis.call('HSET', KEYS[1], unpack(cmsgpack.unpack(ARGV[11])))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('HINCRBY', KEYS[6], ARGV[8], 1)
+redis.call('HINCRBY', KEYS[9], ARGV[12] .. ':enqueued', 1)
 redis.call('ZADD', KEYS[5], ARGV[7], ARGV[6])
 if ARGV[9] == '1' then redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -tonumber(ARGV[10]) - 1) end
 redis.call('PSETEX', KEYS[2], ARGV[4], ARGV[3])

@@ -7,10 +7,12 @@
 --       8 worker id ('' to skip the holder check), 9 '1' when a retry is only a wait for a busy
 --       service (not a try: busy_tries counts it, busy_since keeps when the wait began),
 --       10 the project index key prefix (store/keys.py FAIR: <prefix><queue>:project:<project>),
---       11.. statistics as (key, field, amount) triples
+--       11 per-project stats counts, 12 the outcome counted there ('' for none: a retry counts as
+--       'retried' in the statistics, an interruption not at all), 13.. statistics as (key, field, amount)
+--       triples
 -- Returns 1 when the record was written, 0 when it is gone or another worker holds the job now.
 redis.call('SREM', KEYS[2], ARGV[1])
-for i = 11, #ARGV, 3 do
+for i = 13, #ARGV, 3 do
   if string.find(ARGV[i + 2], '.', 1, true) then
     redis.call('HINCRBYFLOAT', ARGV[i], ARGV[i + 1], ARGV[i + 2])
   else
@@ -18,6 +20,9 @@ for i = 11, #ARGV, 3 do
   end
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[12] ~= '' then
+  redis.call('HINCRBY', ARGV[11], (redis.call('HGET', KEYS[1], 'project') or 'default') .. ':' .. ARGV[12], 1)
+end
 local holder = redis.call('HGET', KEYS[1], 'worker')
 if ARGV[8] ~= '' and holder and holder ~= ARGV[8] then return 0 end
 local outcome = ARGV[2]

@@ -1,7 +1,7 @@
 -- Run a failed or aborted job again under its id: the first of many concurrent callers wins. It goes
 -- into its project's index too ('default' for a record from before projects).
 -- KEYS: 1 record, 2 queue, 3 arq job, 4 arq result, 5 arq retry, 6 arq in-progress, 7 arq abort set,
---       8 stats counts, 9 the queue's projects with waiting jobs
+--       8 stats counts, 9 the queue's projects with waiting jobs, 10 per-project stats counts
 -- ARGV: 1 job id, 2 now (ms), 3 record TTL (s), 4 arq job payload, 5 arq job TTL (ms), 6 queue score,
 --       7 stats field, 8 status (queued|deferred), 9 due (ms, '' when due now), 10 the queue's project
 --       index key prefix
@@ -26,4 +26,5 @@ end
 redis.call('ZADD', ARGV[10] .. project, ARGV[6], ARGV[1])
 redis.call('SADD', KEYS[9], project)
 redis.call('HINCRBY', KEYS[8], ARGV[7], 1)
+redis.call('HINCRBY', KEYS[10], project .. ':enqueued', 1)
 return 'requeued'
