@@ -47,7 +47,7 @@ CLAIM_SCAN = 20_000
 # isolate it completely). Shared between the queue's projects: each passes over its part.
 CLAIM_PASS_OVER = 5_000
 # The project of a job submitted without one (and of jobs in arq's queue that no project index holds).
-DEFAULT_PROJECT = "default"
+DEFAULT_PROJECT = keys.DEFAULT_PROJECT
 
 
 class IdempotencyConflict(Exception):

@@ -130,6 +130,8 @@ def service_slots(service: str) -> str:
 # queue's counter, one per claimed job). Scripts that read a job's queue and project from its record build
 # its index key the same way: FAIR + queue + ":project:" + project.
 FAIR = "ifcflow:fair:"
+# The project of a job submitted without one, and of a record made before projects (the scripts say it too).
+DEFAULT_PROJECT = "default"
 
 
 def fair_index_prefix(queue: str) -> str:

@@ -47,16 +47,19 @@ def cumulative_buckets(raw: dict[str, str]) -> tuple[list[tuple[str, float]], fl
 
 # The dashboard's counts read at most this many jobs per queue; past it they say "at least".
 LIVE_COUNT_LIMIT = 5000
-_RECORD_FIELDS = ("status", "due_at", "worker")
+_RECORD_FIELDS = ("status", "due_at", "worker", "project")
 
 
-async def live_counts(redis: Any, queues: list[str], limit: int = LIVE_COUNT_LIMIT) -> dict[str, Any]:
+async def live_counts(
+    redis: Any, queues: list[str], limit: int = LIVE_COUNT_LIMIT, project: str | None = None
+) -> dict[str, Any]:
     """Queued, deferred and running jobs per queue, and running jobs per worker, from the jobs' own
     records: the source the jobs table shows, so the two never disagree (workers' heartbeats lag).
 
     Every job not yet ended is in its arq queue (arq keeps a running one there until it ends), so
     the queue's members are exactly the jobs to count; ids without a record (arq cron runs, webhook
-    deliveries) are not jobs and are skipped.
+    deliveries) are not jobs and are skipped. With ``project``, only that project's jobs are counted (a
+    record without a project is ``default``'s, as before projects).
     """
     async with redis.pipeline(transaction=False) as pipe:
         for q in queues:
@@ -76,7 +79,9 @@ async def live_counts(redis: Any, queues: list[str], limit: int = LIVE_COUNT_LIM
     for q, ids, total in zip(queues, ids_per_queue, listed[1::2], strict=True):
         counts = {"queued": 0, "deferred": 0, "in_progress": 0, "capped": int(total) > limit}
         for raw in records[position : position + len(ids)]:
-            status, due_at, worker = (v.decode() if isinstance(v, bytes) else v for v in raw)
+            status, due_at, worker, owner = (v.decode() if isinstance(v, bytes) else v for v in raw)
+            if project is not None and (owner or keys.DEFAULT_PROJECT) != project:
+                continue
             if status in ("queued", "deferred"):
                 counts["deferred" if due_at and int(due_at) > now_ms else "queued"] += 1
             elif status == "in_progress":

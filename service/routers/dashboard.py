@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any, cast
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
-from access.grants import DEFAULT_PROJECT
 from contracts.operations import SERVICES, Operation
 from service.deps import ApiKeyDep, RedisDep, SettingsDep
 from service.live.hub import JobEventHub
 from settings import DEFAULT_QUEUE
 from store import keys
-from store.stats import LIVE_COUNT_LIMIT, live_counts
+from store.stats import live_counts
 from store.system_state import live_workers
 
 router = APIRouter(tags=["dashboard"])
@@ -53,41 +51,6 @@ async def favicon() -> FileResponse:
 _WORKER_FIELDS = ("worker_id", "host", "pid", "queue", "started_at", "last_heartbeat")
 
 
-async def project_counts(redis: Any, queues: list[str], project: str, limit: int = LIVE_COUNT_LIMIT) -> dict[str, Any]:
-    """``store.stats.live_counts`` for one project's jobs only (read from the same records, each
-    with its ``project`` field)."""
-    async with redis.pipeline(transaction=False) as pipe:
-        for q in queues:
-            pipe.zrange(q, 0, limit - 1)
-            pipe.zcard(q)
-        listed = await pipe.execute()
-    ids_per_queue = [[i.decode() if isinstance(i, bytes) else str(i) for i in ids] for ids in listed[0::2]]
-    async with redis.pipeline(transaction=False) as pipe:
-        for ids in ids_per_queue:
-            for job_id in ids:
-                pipe.hmget(keys.job_meta(job_id), "status", "due_at", "worker", "project")
-        records = await pipe.execute()
-    now_ms = time.time() * 1000
-    per_queue: dict[str, dict[str, Any]] = {}
-    per_worker: dict[str, int] = {}
-    position = 0
-    for q, ids, total in zip(queues, ids_per_queue, listed[1::2], strict=True):
-        counts = {"queued": 0, "deferred": 0, "in_progress": 0, "capped": int(total) > limit}
-        for raw in records[position: position + len(ids)]:
-            status, due_at, worker, owner = (v.decode() if isinstance(v, bytes) else v for v in raw)
-            if status is None or (owner or DEFAULT_PROJECT) != project:
-                continue
-            if status in ("queued", "deferred"):
-                counts["deferred" if due_at and int(due_at) > now_ms else "queued"] += 1
-            elif status == "in_progress":
-                counts["in_progress"] += 1
-                if worker:
-                    per_worker[worker] = per_worker.get(worker, 0) + 1
-        position += len(ids)
-        per_queue[q] = counts
-    return {"queues": per_queue, "workers": per_worker}
-
-
 @router.get("/dashboard-api/overview")
 async def overview(request: Request, redis: RedisDep, settings: SettingsDep, caller: ApiKeyDep) -> dict[str, Any]:
     """Queues with recent depth history, live workers, and IFC service health.
@@ -102,7 +65,7 @@ async def overview(request: Request, redis: RedisDep, settings: SettingsDep, cal
     if caller.admin:
         counts = await live_counts(redis, names)
     else:
-        counts = await project_counts(redis, names, caller.project)
+        counts = await live_counts(redis, names, project=caller.project)
         workers = [{k: w[k] for k in _WORKER_FIELDS if k in w} for w in workers]
     depths: dict[str, dict[str, Any]] = counts["queues"]
     for w in workers:
