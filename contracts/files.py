@@ -130,6 +130,32 @@ def resolve_output(data_dir: Path, service: str, rel: str) -> str | None:
     return None if is_dir else path
 
 
+def output_dir_path(service: str, rel: str) -> str:
+    """Where a folder of outputs named ``rel`` goes: as ``output_path`` puts a file, ``.`` being
+    ``output/<service>/`` itself."""
+    return f"output/{service}" if rel == "." else output_path(service, rel)
+
+
+def resolve_output_dir(data_dir: Path, service: str, rel: str) -> str | None:
+    """The data-dir-relative folder a tool writes its outputs into (an ifcpatch recipe's
+    ``output_dir``), or None when it would leave ``output/<service>/`` or is, or runs through, a file.
+
+    Unlike an output file's, the folder may exist already: a recipe run again writes into it again."""
+    root = data_root(data_dir)
+    folder = f"output/{service}"
+    path = output_dir_path(service, rel)
+    try:
+        real = os.path.realpath(os.path.join(root, path))
+        if not inside(os.path.join(root, folder), real):
+            return None
+        is_dir = stat.S_ISDIR(os.lstat(real).st_mode)
+    except FileNotFoundError:  # not there yet: the service makes it (and any missing folder above it)
+        return path
+    except (OSError, ValueError):  # below an existing file (ENOTDIR), or a name too long to ever be made
+        return None
+    return path if is_dir else None
+
+
 def normalize_paths(model: BaseModel, data_dir: Path, service: str) -> None:
     """Rewrite every path field of ``model`` in place to its checked data-dir-relative form;
     ``PathRefused`` names the first field that is refused."""

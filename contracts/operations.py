@@ -53,8 +53,8 @@ OPERATIONS: dict[Operation, OperationSpec] = {
         OperationSpec(Operation.ifc2json, "ifc2json", "/ifc2json", "Convert IFC to JSON"),
         OperationSpec(Operation.calculate_qtos, "ifc5d", "/calculate-qtos", "Quantity take-off with ifc5d"),
         OperationSpec(Operation.ifcpatch, "ifcpatch", "/patch/execute", "Run an ifcpatch recipe on a model"),
-        # The listing is asked of the service by the gateway itself (service/routers/compat_patch.py), never
-        # queued. Downloads run on the ifcpatch service too: one more service to deploy, not two.
+        # The listing is asked of the service directly (contracts/patch_check.py, for every patch's check),
+        # never queued. Downloads run on the ifcpatch service too: one more service to deploy, not two.
         OperationSpec(Operation.ifcpatch_recipes, "ifcpatch", "/patch/recipes/list", "List ifcpatch recipes"),
         OperationSpec(Operation.download_from_url, "ifcpatch", "/download-from-url", "Download a URL into uploads/"),
     )

@@ -11,7 +11,8 @@ for every input, and none of the client's pin fields: the worker and the service
 Given a project's view of the store (``access.scope``), the paths are looked for in the project's part
 only (another project's file is "not found", as a missing one), outputs land in the project's
 ``output/<service>/``, and the fields and the map are then rewritten to full store keys
-(``projects/<p>/...``): a job's record always holds store keys, whoever submitted it.
+(``projects/<p>/...``): a job's record always holds store keys, whoever submitted it. ``find_input``
+looks up one named file the same way (for the gateway's routes and an ifcpatch recipe's file arguments).
 """
 
 from __future__ import annotations
@@ -238,3 +239,22 @@ async def check_paths(storage: Storage, model: BaseModel, service: str, *, recor
         _add_pin(pins, item, version)
     _record(model, pins, record)
     _to_store_keys(storage, model, record)
+
+
+async def find_input(storage: Storage, rel: str) -> str | None:
+    """The stored path of the existing file ``rel`` names (as an operation's input is looked for:
+    as named, in ``uploads/``, in the RQ-era output folders), or None. ``rel`` passed
+    ``contracts.paths.check_relative_path``. In a project's view (``access.scope``) the path is the
+    view's: found only inside the project (on the local backend no link leads out of its folder), and
+    the default project's view finds nothing under ``projects/``."""
+    hides_projects = isinstance(storage, ProjectStorage) and not storage.prefix
+    if hides_projects and is_reserved(rel):
+        return None
+    root = storage.local_root
+    if root is not None:
+        found = resolve_input(root, rel)  # a few stats, as every submit does: no thread hop
+        return None if found is None or (hides_projects and is_reserved(found)) else found
+    for candidate in input_candidates(rel):
+        if await storage.stat(candidate) is not None:
+            return candidate
+    return None

@@ -45,6 +45,16 @@ def resolve_output(data_dir: Path, relative: str) -> Path:
     return path
 
 
+def resolve_output_dir(data_dir: Path, relative: str) -> Path:
+    """A folder inside the data directory that a tool writes outputs into, made when missing."""
+    path = resolve(data_dir, relative)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # it, or a folder above it, is a file
+        raise BadInput(f"output folder {relative} cannot be made: {exc.strerror}") from None
+    return path
+
+
 def relative_to_root(data_dir: Path, path: Path) -> str:
     """How clients name ``path``: relative to the data directory, with forward slashes."""
     return path.relative_to(data_root(data_dir)).as_posix()

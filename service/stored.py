@@ -15,32 +15,12 @@ from fastapi import HTTPException
 from fastapi.responses import FileResponse, StreamingResponse
 from starlette.responses import Response
 
-from access.scope import ProjectStorage, is_reserved
-from contracts.files import input_candidates, resolve_input
 from contracts.storage_full import storage_full_reason
+from contracts.stored_paths import find_input as find_input  # re-exported: it moved beside the other lookups
 from settings import Settings
 from storage import Storage, Version
 
 _RANGE_PREFIX = "bytes="
-
-
-async def find_input(storage: Storage, rel: str) -> str | None:
-    """The stored path of the existing file ``rel`` names (as an operation's input is looked for:
-    as named, in ``uploads/``, in the RQ-era output folders), or None. ``rel`` passed
-    ``contracts.paths.check_relative_path``. In a project's view (``access.scope``) the path is the
-    view's: found only inside the project (on the local backend no link leads out of its folder), and
-    the default project's view finds nothing under ``projects/``."""
-    hides_projects = isinstance(storage, ProjectStorage) and not storage.prefix
-    if hides_projects and is_reserved(rel):
-        return None
-    root = storage.local_root
-    if root is not None:
-        found = resolve_input(root, rel)  # a few stats, as every submit does: no thread hop
-        return None if found is None or (hides_projects and is_reserved(found)) else found
-    for candidate in input_candidates(rel):
-        if await storage.stat(candidate) is not None:
-            return candidate
-    return None
 
 
 def _content_disposition(filename: str) -> dict[str, str]:

@@ -24,9 +24,11 @@ from access.scope import (
     project_of_key,
     store_key,
 )
+from contracts.compat_requests import IfcPatchRequest
 from contracts.download_tokens import mint_for, verify
 from contracts.files import PathRefused
 from contracts.operations import Operation
+from contracts.patch_check import PatchRefused, check_patch_request
 from contracts.requests import REQUEST_MODELS
 from contracts.stored_paths import check_paths
 from jobs import result_cache
@@ -194,6 +196,32 @@ async def test_another_projects_file_is_not_found_in_a_view(store: Storage) -> N
     await check_paths(store, whole, "ifcconvert")  # type: ignore[arg-type]  # an admin of default names it
     assert whole.input_filename == A_MODEL  # type: ignore[attr-defined]
     assert await find_input(for_project(store, "a"), "m.ifc") == "uploads/m.ifc"
+
+
+_SPLIT = {"recipes": [{"name": "SplitByBuildingStorey", "is_custom": False, "parameters": [
+    {"name": "output_dir", "types": ["str", "NoneType"], "required": False, "path_role": "output_dir"}]}]}
+
+
+def _split(folder: str) -> IfcPatchRequest:
+    return IfcPatchRequest(input_file="m.ifc", output_file="m.ifc", recipe="SplitByBuildingStorey",
+                           arguments=[folder])
+
+
+async def test_a_recipes_folder_in_a_view_is_sent_as_the_projects_output_key(store: Storage) -> None:
+    """On either backend (S3 has no folders: the output rule alone), as for an output file."""
+    acme = for_project(store, "acme")
+    for folder in ("parts", "output/ifcpatch/parts", "/output/ifcpatch/parts", "./parts/"):
+        request = _split(folder)
+        await check_patch_request(request, _SPLIT, acme)
+        assert request.arguments == ["projects/acme/output/ifcpatch/parts"], folder
+    request = _split("projects/acme/output/ifcpatch/x")  # default's key naming acme's folder stays default's
+    await check_patch_request(request, _SPLIT, for_project(store, "default"))
+    assert request.arguments == ["output/ifcpatch/projects/acme/output/ifcpatch/x"]
+    for folder, reason in (("../parts", "'..'"), ("/etc/x", "relative"), (".versions", "hidden")):
+        with pytest.raises(PatchRefused) as refused:
+            await check_patch_request(_split(folder), _SPLIT, acme)
+        assert refused.value.loc == ("arguments", 0)
+        assert reason in refused.value.message, refused.value.message
 
 
 async def test_a_link_out_of_the_projects_folder_is_no_file_of_the_project(tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
 """Workflows and schedules of a project (issue 22): steps are the project's jobs, their paths checked in
-the project's view, earlier results translated back to it; schedules fire in their project. A real
-worker (a process of this test's own) and the stand-in service; ``create_workflow`` and ``fire_due``
-are called in-process, as the gateway and the worker's cron call them."""
+the project's view, earlier results translated back to it; schedules fire in their project. An ifcpatch
+step's recipe arguments are checked there too, so without the recipe listing a project's patch is
+refused (503), fails its step or its slot, and is never queued unchecked. A real worker (a process of
+this test's own) and the stand-in service; ``create_workflow`` and ``fire_due`` are called in-process,
+as the gateway and the worker's cron call them."""
 
 from __future__ import annotations
 
@@ -11,14 +13,17 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 from arq import ArqRedis
 
 from access.scope import for_project
+from contracts import patch_check
+from contracts.patch_check import RecipesUnavailable
 from settings import Settings
 from storage.local import LocalStorage
 from store import job_store, keys
-from tests.conftest import Behaviour
+from tests.conftest import API_KEY, Behaviour
 from workflows import schedules
 from workflows.engine import StepInvalid, create_workflow, step_job_id, view
 from workflows.model import WorkflowRequest
@@ -27,6 +32,8 @@ from workflows.schedules import ScheduleRequest
 T = TypeVar("T")
 A_MODEL = "projects/a/uploads/model.ifc"
 A_GLB = "projects/a/output/ifcconvert/model.glb"
+A_KEY = "project-a-submit-key-0003"
+DEFAULT_SUBMIT_KEY = "default-submit-key-0003"  # of default, and no admin: it sees no project's files
 TWO_STEPS = {
     "steps": [
         {"id": "convert", "operation": "ifcconvert",
@@ -53,7 +60,8 @@ async def until(check: Callable[[], Awaitable[T]], timeout: float = 30.0, what: 
 @pytest.fixture
 def env(env: dict[str, str]) -> dict[str, str]:
     # A worker of this test's own (the shared one's checks go through the gateway, which this file never needs).
-    return {**env, "IFCFLOW_RESULT_TTL": "600"}
+    keys = f"{API_KEY},a:submit:{A_KEY},default:submit:{DEFAULT_SUBMIT_KEY}"
+    return {**env, "IFCFLOW_RESULT_TTL": "600", "IFCFLOW_API_KEYS": keys}
 
 
 @pytest.fixture
@@ -194,3 +202,79 @@ async def test_a_schedule_from_before_projects_fires_in_the_default_project_on_t
     # Made by a submit key of default now, the same schedule sees no project's files.
     scoped = await schedules.create(aredis, settings, _schedule(**template), project="default")
     assert "not found" in (await _fired(aredis, settings, storage, scoped["id"]))["last_error"]
+
+
+PATCH = {"input_file": "model.ifc", "output_file": "walls.ifc", "recipe": "ExtractElements", "arguments": ["IfcWall"]}
+PATCH_STEP = {"id": "patch", "operation": "ifcpatch", "arguments": PATCH}
+
+
+@pytest.fixture
+def no_listing(stub: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The ifcpatch service (the stand-in) answers no recipe listing, and none is cached in this process."""
+    monkeypatch.setattr(patch_check, "_cache", {})
+    stub.will("/patch/recipes/list", *[Behaviour(status=503, body={"detail": "starting"}) for _ in range(20)])
+    return stub
+
+
+def _with_service(settings: Settings, stub: Any) -> Settings:
+    return settings.model_copy(update={"ifcpatch_url": stub.url})
+
+
+async def test_a_projects_patch_step_is_refused_while_the_recipe_listing_is_unavailable_and_nothing_is_recorded(
+    aredis: ArqRedis, settings: Settings, storage: LocalStorage, no_listing: Any
+) -> None:
+    workflow = WorkflowRequest.model_validate({"steps": [PATCH_STEP]})
+    for project in ("a", "default"):  # default's view (a key that is no admin) is confined too
+        with pytest.raises(RecipesUnavailable, match="503"):
+            await create_workflow(aredis, _with_service(settings, no_listing), workflow, None,
+                                  for_project(storage, project), project)
+    assert not await aredis.smembers(keys.ACTIVE_WORKFLOWS)
+    assert not [k async for k in aredis.scan_iter(keys.JOB_META + "*")]
+    # An admin of default names any file of the store anyway: its patch waits for the service unchecked.
+    whole = WorkflowRequest.model_validate({"steps": [{**PATCH_STEP, "arguments": {**PATCH, "input_file": A_MODEL}}]})
+    workflow_id = await create_workflow(aredis, _with_service(settings, no_listing), whole, None, storage)
+    job = await job_store.get(aredis, step_job_id(workflow_id, "patch"))
+    assert job is not None and job.arguments["arguments"] == ["IfcWall"]  # type: ignore[index]
+
+
+async def test_a_patch_step_starting_while_the_recipe_listing_is_unavailable_fails_saying_so(
+    aredis: ArqRedis, settings: Settings, storage: LocalStorage, worker: Any, no_listing: Any
+) -> None:
+    no_listing.will("/ifcconvert", Behaviour(body={"output_files": [A_GLB]}))
+    later = {**PATCH_STEP, "arguments": {**PATCH, "input_file": "${convert.output_files.0}"}}
+    workflow = WorkflowRequest.model_validate({"steps": [TWO_STEPS["steps"][0], later]})
+    workflow_id = await create_workflow(aredis, _with_service(settings, no_listing), workflow, None,
+                                        for_project(storage, "a"), "a")
+    wf = await _ended(aredis, workflow_id)
+    assert wf["status"] == "failed"
+    assert [s["status"] for s in wf["steps"]] == ["complete", "failed"]
+    assert wf["steps"][1]["job_id"] is None
+    assert "ifcpatch service answered 503" in wf["steps"][1]["error"]["message"], wf["steps"][1]
+    assert "run the workflow again" in wf["steps"][1]["error"]["message"]
+    assert no_listing.calls_to("/patch/execute") == []
+
+
+async def test_a_projects_patch_schedule_does_not_fire_while_the_recipe_listing_is_unavailable(
+    aredis: ArqRedis, settings: Settings, storage: LocalStorage, no_listing: Any
+) -> None:
+    made = await schedules.create(aredis, settings, _schedule(job={"operation": "ifcpatch", "arguments": PATCH}),
+                                  project="a")
+    fired = await _fired(aredis, _with_service(settings, no_listing), storage, made["id"])
+    assert "ifcpatch service answered 503" in fired["last_error"], fired
+    assert await job_store.get(aredis, f"sched-{made['id']}-{fired['last_slot']}") is None
+
+
+async def test_the_gateway_answers_503_for_a_projects_patch_while_the_recipe_listing_is_unavailable(
+    client: httpx.AsyncClient, aredis: ArqRedis, storage: LocalStorage, no_listing: Any
+) -> None:
+    await for_project(storage, "a").receive("uploads/model.ifc", _chunks(b"ISO-10303-21;\n"), 100)
+    for key in (A_KEY, DEFAULT_SUBMIT_KEY):
+        headers = {"X-API-Key": key}
+        r = await client.post("/workflows", json={"steps": [PATCH_STEP]}, headers=headers)
+        assert r.status_code == 503 and r.headers["retry-after"] == "5", (key, r.text)
+        assert "ifcpatch service answered 503" in r.text
+        r = await client.post("/patch/execute", json=PATCH, headers=headers)
+        assert r.status_code == 503, (key, r.text)
+    assert no_listing.calls_to("/patch/recipes/list"), "refused for want of the listing, not for its paths"
+    assert not await aredis.smembers(keys.ACTIVE_WORKFLOWS)
+    assert not [k async for k in aredis.scan_iter(keys.JOB_META + "*")]

@@ -8,7 +8,9 @@ copies each ended step's outcome into the workflow, so a workflow outlives its s
 A workflow belongs to a project (``project`` in its record, ``default`` for one recorded before
 projects existed): its steps are that project's jobs, their paths checked in the project's view of
 the store (``access.scope``), and the record's ``scope`` says whether it sees the whole store instead
-(``store``: made by an admin of ``default``, and every workflow from before projects existed).
+(``store``: made by an admin of ``default``, and every workflow from before projects existed). An
+ifcpatch step's recipe arguments that name files are checked there too, as ``POST /patch/execute``
+checks them (``contracts.patch_check``): a recipe opens only files of the workflow's project.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from pydantic import ValidationError
 
 from access.grants import DEFAULT_PROJECT
 from access.scope import ProjectStorage, client_paths, for_project
+from contracts.compat_requests import IfcPatchRequest
 from contracts.files import PathRefused
 from contracts.operations import OPERATIONS
+from contracts.patch_check import PatchRefused, RecipesUnavailable, check_patch_job
 from contracts.requests import REQUEST_MODELS
 from contracts.stored_paths import check_paths
 from settings import DEFAULT_QUEUE, Settings
@@ -66,25 +70,35 @@ SETTLED = {s.value for s in TERMINAL} | {SKIPPED, CANCELLED, FAILED, PENDING, LO
 
 
 class StepInvalid(ValueError):
-    def __init__(self, step: str, message: str) -> None:
+    """A step that cannot run as given; ``loc`` names the field of its ``arguments`` at fault, when known."""
+
+    def __init__(self, step: str, message: str, loc: tuple[str | int, ...] = ()) -> None:
         super().__init__(f"step {step!r}: {message}")
         self.step = step
+        self.loc = loc
+
+
+def _refused(step: Step, loc: tuple[str | int, ...], message: str) -> StepInvalid:
+    return StepInvalid(step.id, f"{'.'.join(map(str, loc))}: {message}" if loc else message, loc)
 
 
 async def _checked_arguments(
-    step: Step, arguments: dict[str, Any], storage: Storage, *, pin: bool = True
+    step: Step, arguments: dict[str, Any], storage: Storage, settings: Settings, request_id: str | None, *,
+    pin: bool = True,
 ) -> dict[str, Any]:
-    """The step's request, validated and with its paths checked and normalized, or ``StepInvalid``;
-    with ``pin`` its inputs pinned to their versions now (when the step starts)."""
+    """The step's request, validated and with its paths (an ifcpatch recipe's too) checked and
+    normalized, or ``StepInvalid``; with ``pin`` its inputs pinned to their versions now (when the step
+    starts). ``RecipesUnavailable`` for a project's ifcpatch step while the recipe listing is not to be had."""
     try:
         request = REQUEST_MODELS[step.operation].model_validate(arguments)
         await check_paths(storage, request, OPERATIONS[step.operation].service, record=pin)
+        if isinstance(request, IfcPatchRequest):
+            await check_patch_job(settings, request, storage, request_id)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise StepInvalid(step.id, f"{where}: {first['msg']}" if where else first["msg"]) from None
-    except PathRefused as exc:
-        raise StepInvalid(step.id, f"{'.'.join(map(str, exc.loc))}: {exc.message}") from None
+        raise _refused(step, tuple(first["loc"]), first["msg"]) from None
+    except (PathRefused, PatchRefused) as exc:
+        raise _refused(step, exc.loc, exc.message) from None
     dumped = request.model_dump(mode="json", by_alias=True)
     if pin:  # as the operation routes record a job: the pins resolved, the client's pin fields not kept
         for name in ("input_version_id", "old_version_id", "new_version_id"):
@@ -103,19 +117,22 @@ def _placeholders(value: Any) -> Any:
     return value
 
 
-async def check_workflow(workflow: WorkflowRequest, storage: Storage) -> list[Step]:
+async def check_workflow(
+    workflow: WorkflowRequest, storage: Storage, settings: Settings, request_id: str | None = None
+) -> list[Step]:
     """Every step checked now: fully when it uses no earlier result (a pin it names must exist; it
-    pins when it starts), in shape when it does."""
+    pins when it starts), in shape when it does (its paths, and an ifcpatch step's recipe arguments,
+    are checked when it starts and they are known)."""
     checked = []
     for step in workflow.steps:
         if not references(step.arguments):
-            arguments = await _checked_arguments(step, step.arguments, storage, pin=False)
+            arguments = await _checked_arguments(step, step.arguments, storage, settings, request_id, pin=False)
         else:
             try:
                 REQUEST_MODELS[step.operation].model_validate(_placeholders(step.arguments))
             except ValidationError as exc:
                 first = exc.errors()[0]
-                raise StepInvalid(step.id, f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+                raise _refused(step, tuple(first["loc"]), first["msg"]) from None
             arguments = step.arguments
         checked.append(step.model_copy(update={"arguments": arguments, "depends_on": sorted(dependencies(step))}))
     return checked
@@ -140,7 +157,7 @@ async def create_workflow(
     ``default``); otherwise its paths are checked in ``project``'s view."""
     whole = project == DEFAULT_PROJECT and not isinstance(storage, ProjectStorage)
     scope = {"project": project, "scope": STORE_SCOPE if whole else PROJECT_SCOPE}
-    steps = await check_workflow(workflow, workflow_storage(storage, scope))
+    steps = await check_workflow(workflow, workflow_storage(storage, scope), settings, request_id)
     workflow_id = uuid.uuid4().hex
     due = now_ms() + int(workflow.defer_by * 1000) if workflow.defer_by else None
     async with redis.pipeline(transaction=True) as pipe:
@@ -206,10 +223,18 @@ async def _started(
             continue
         try:
             resolved = client_paths(resolve(step.arguments, results), project)
-            arguments = await _checked_arguments(step, resolved, view)
+            arguments = await _checked_arguments(step, resolved, view, settings, record.get("request_id") or None)
         except (StepInvalid, ReferenceError_) as exc:
+            reason = str(exc)
+        except RecipesUnavailable as exc:
+            # Without the listing a project's patch cannot be confined to the project: it never runs
+            # unchecked, and a step cannot wait unseen, so it fails saying why.
+            reason = f"step {step.id!r}: {exc}; an ifcpatch step is checked when it starts: run the workflow again"
+        else:
+            reason = ""
+        if reason:
             change.states[step.id] = states[step.id] = FAILED
-            change.fields[INVALID + step.id] = str(exc)
+            change.fields[INVALID + step.id] = reason
             return
         starts.append(NewJob(
             step.operation,

@@ -6,8 +6,9 @@ never run twice even if two workers raced past the claim. The check reads only t
 (``workflows/schedule_store.py``: an index by next slot), so schedules not due cost nothing.
 
 A schedule belongs to a project (``project``; ``default`` for one made before projects existed): what
-it fires is that project's, its paths checked in the project's view of the store when fired, or in the
-whole store when its ``scope`` is ``store`` (made by an admin of ``default``, or before projects existed).
+it fires is that project's, its paths (an ifcpatch job's recipe arguments too) checked in the project's
+view of the store when fired, or in the whole store when its ``scope`` is ``store`` (made by an admin of
+``default``, or before projects existed).
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from croniter import croniter
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from access.grants import DEFAULT_PROJECT, check_project
+from contracts.compat_requests import IfcPatchRequest
 from contracts.files import PathRefused
 from contracts.operations import OPERATIONS, Operation
+from contracts.patch_check import PatchRefused, RecipesUnavailable, check_patch_job
 from contracts.requests import REQUEST_MODELS
 from contracts.stored_paths import check_paths
 from settings import Settings
@@ -253,6 +256,8 @@ async def _fire(
             request = REQUEST_MODELS[template.operation].model_validate(template.arguments)
             service = OPERATIONS[template.operation].service
             await check_paths(view, request, service)
+            if isinstance(request, IfcPatchRequest):  # its recipe's file arguments, as POST /patch/execute's
+                await check_patch_job(settings, request, view)
             job_id = f"sched-{schedule['id']}-{slot}"
             await job_store.create(
                 redis,
@@ -266,7 +271,14 @@ async def _fire(
                 redis, settings, WorkflowRequest.model_validate(schedule["workflow"]), None, view, project
             )
             log.info("schedule.fired", schedule_id=schedule["id"], slot=slot, workflow_id=workflow_id)
-    except (ValidationError, PathRefused, StepInvalid) as exc:
-        log.warning("schedule.fire_failed", schedule_id=schedule["id"], slot=slot, error=str(exc))
-        return str(exc)[:500]
+    except (PathRefused, PatchRefused) as exc:
+        return _failed(schedule, slot, f"{'.'.join(map(str, exc.loc))}: {exc.message}")
+    except (ValidationError, StepInvalid, RecipesUnavailable) as exc:
+        # Without the recipe listing a project's patch is not fired unchecked: this slot is lost, the next fires.
+        return _failed(schedule, slot, str(exc))
     return None
+
+
+def _failed(schedule: dict[str, Any], slot: int, error: str) -> str:
+    log.warning("schedule.fire_failed", schedule_id=schedule["id"], slot=slot, error=error)
+    return error[:500]

@@ -14,6 +14,7 @@ from access.audit import audit
 from access.grants import Caller
 from access.quotas import check_submit
 from access.scope import client_paths
+from contracts.patch_check import RecipesUnavailable
 from service.deps import ApiKeyDep, RedisDep, ScopedStorageDep, SettingsDep, StorageDep, SubmitKeyDep
 from service.live.auth import CLOSE_NOT_FOUND, authenticate
 from service.live.hub import JobEventHub
@@ -34,21 +35,28 @@ class WorkflowAccepted(BaseModel):
     ws_url: str
 
 
-@router.post("", status_code=202, response_model=WorkflowAccepted)
+@router.post("", status_code=202, response_model=WorkflowAccepted,
+             responses={503: {"description": "an ifcpatch step of a project cannot be checked now: the ifcpatch "
+                                             "service gives no recipe listing"}})
 async def submit_workflow(
     body: WorkflowRequest, request: Request, redis: RedisDep, settings: SettingsDep, storage: ScopedStorageDep,
     caller: SubmitKeyDep,
 ) -> WorkflowAccepted:
-    """Check a DAG of steps (422 names the step at fault), record it and start its first steps; the
-    workflow and its jobs are the caller's project's, its paths named inside that project's files."""
+    """Check a DAG of steps (422 names the step at fault, and the field of its arguments), record it and
+    start its first steps; the workflow and its jobs are the caller's project's, its paths (an ifcpatch
+    recipe's too) named inside that project's files. 503 while an ifcpatch step cannot be checked."""
     check_callback(body.callback_url, settings)
     await check_submit(redis, settings, caller)
     try:
         workflow_id = await create_workflow(redis, settings, body, request.state.request_id, storage,
                                             project=caller.project)
     except StepInvalid as exc:
-        detail = [{"loc": ["body", "steps", exc.step], "msg": str(exc), "type": "invalid_step"}]
-        raise HTTPException(422, detail) from None
+        where = ["body", "steps", exc.step, *(("arguments", *exc.loc) if exc.loc else ())]
+        raise HTTPException(422, [{"loc": where, "msg": str(exc), "type": "invalid_step"}]) from None
+    except RecipesUnavailable as exc:
+        # As POST /patch/execute: a project's ifcpatch step is never recorded unchecked.
+        raise HTTPException(503, f"{exc}; a project's ifcpatch step is checked before it is queued: try again "
+                                 "shortly", headers={"Retry-After": "5"}) from None
     audit(caller, "workflow.submit", workflow_id=workflow_id, steps=len(body.steps))
     base = (settings.public_url or str(request.base_url)).rstrip("/")
     return WorkflowAccepted(

@@ -159,3 +159,16 @@ async def test_patch_extracts_the_walls_into_a_model_of_walls_alone(api, data_di
     patched = ifcopenshell.file.from_string((await download(api, written)).decode())
     original = ifcopenshell.open(str(data_dir / "uploads" / "walls.ifc"))
     assert {w.GlobalId for w in patched.by_type("IfcWall")} == {w.GlobalId for w in original.by_type("IfcWall")}
+
+
+async def test_patch_splits_the_model_into_the_folder_it_is_given(api):
+    # A recipe's folder argument: what it writes there is listed after the output file (published on S3).
+    body = {"input_file": "walls.ifc", "output_file": "walls_split.ifc", "recipe": "SplitByBuildingStorey",
+            "arguments": ["storeys"]}
+    view = await run(api, "/patch/execute", body)
+    assert view["status"] == "complete", view
+    part = "output/ifcpatch/storeys/0-Ground floor.ifc"
+    assert view["result"]["output_files"] == ["output/ifcpatch/walls_split.ifc", part]
+    assert view["result"]["arguments_used"] == ["output/ifcpatch/storeys"]
+    storey = ifcopenshell.file.from_string((await download(api, part)).decode())
+    assert {w.Name for w in storey.by_type("IfcWall")} == {"A", "B", "C", "D"}
