@@ -25,6 +25,11 @@ def _times(pid: int) -> tuple[float, float]:
     return (utime + stime) / _TICK, (cutime + cstime) / _TICK
 
 
+def own_seconds(pid: int) -> float:
+    """CPU seconds used so far by ``pid`` itself (not its children)."""
+    return _times(pid)[0]
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """CPU seconds used so far by ``pids``, their live descendants and the children they reaped
     (RQ's work horses, one per job, are reaped by the worker; prefork's pool lives on)."""

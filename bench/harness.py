@@ -72,6 +72,12 @@ class Harness:
         await wait_until(pings, "redis-server", procs=(self._redis_proc,))
         return self
 
+    @property
+    def redis_pid(self) -> int:
+        """The bench's redis-server process."""
+        assert self._redis_proc is not None
+        return self._redis_proc.pid
+
     async def __aexit__(self, *_: object) -> None:
         await self.arq.aclose()
         await self.redis.aclose()

@@ -13,13 +13,16 @@ from rq import Queue
 
 from bench.procs import BenchError
 from bench.rq_job import call_service
+from contracts.operations import Operation
 from settings import Settings
-from store import keys
+from store import job_store, keys
 from store.serialization import deserialize
 
 CONVERT = {"input_filename": "uploads/model.ifc", "output_filename": "model.glb"}
 # ifcflow's default jobs in flight per worker process; peers that run many jobs per process get as many.
 MAX_JOBS = int(Settings.model_fields["max_jobs"].default)
+# Read once, at import, not in a timed span: the defaults (queue, timeouts) the workers of a run use.
+SETTINGS = Settings()
 
 
 def new_ids(count: int) -> list[str]:
@@ -42,9 +45,21 @@ async def enqueue_arq(
     await asyncio.gather(*(one(i) for i in ids))
 
 
-async def enqueue_ifcflow(arq: ArqRedis, ids: list[str]) -> None:
-    """ifcflow ``ifcconvert`` jobs as the gateway enqueues them (job function, kwargs, serializer)."""
-    await enqueue_arq(arq, "ifcconvert", ids, {"request": CONVERT, "request_id": None})
+async def enqueue_ifcflow(arq: ArqRedis, ids: list[str], concurrency: int = 32) -> None:
+    """ifcflow ``ifcconvert`` jobs as the gateway enqueues them (``store.job_store.create``: the record,
+    arq's job and queue entry, the project's index, the wake-up of the queue's workers), ``concurrency``
+    at a time (as many clients would)."""
+    gate = asyncio.Semaphore(concurrency)
+    settings = SETTINGS
+
+    async def one(job_id: str) -> None:
+        async with gate:
+            # Fresh random ids, as the gateway's own (no idempotency key): nothing to check them against.
+            job = job_store.NewJob(Operation.ifcconvert, CONVERT, job_id, fresh_id=True)
+            if not await job_store.create(arq, settings, job):
+                raise BenchError(f"job id {job_id} was already taken")
+
+    await asyncio.gather(*(one(i) for i in ids))
 
 
 async def failed_arq(arq: ArqRedis, ids: list[str]) -> int:

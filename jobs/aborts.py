@@ -9,18 +9,14 @@ which is what lets workers poll every few tens of milliseconds and start jobs th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import structlog
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from contracts.wire import ErrorInfo
 from jobs.context import WorkerContext
-from store import job_store, keys
-from store.redis_client import connection_pool
+from store import job_store
 from store.serialization import JobError
 
 log = structlog.get_logger("jobs.aborts")
@@ -54,37 +50,8 @@ def abort(ctx: WorkerContext, job_id: str) -> bool:
     return True
 
 
-async def listen(ctx: WorkerContext) -> None:
-    """Until cancelled: abort the jobs named on the abort channel; every few seconds also those in
-    arq's abort set, for a message missed while the connection was down."""
-    settings = ctx["settings"]
-    outage = False
-    while True:
-        client = Redis(connection_pool=connection_pool(settings, socket_connect_timeout=2, health_check_interval=10))
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
-        try:
-            await pubsub.subscribe(keys.ABORT_CHANNEL)
-            if outage:
-                log.info("worker.abort_listener_restored")
-                outage = False
-            while True:
-                await _sweep(ctx)
-                message = await pubsub.get_message(timeout=settings.heartbeat_interval)
-                while message is not None:
-                    abort(ctx, message["data"].decode())
-                    message = await pubsub.get_message(timeout=0)
-        except (RedisError, OSError) as exc:
-            if not outage:
-                log.warning("worker.abort_listener_lost", error=type(exc).__name__)
-                outage = True
-            await asyncio.sleep(1)
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-                await client.aclose()
-
-
-async def _sweep(ctx: WorkerContext) -> None:
+async def sweep(ctx: WorkerContext) -> None:
+    """Abort this worker's running jobs named in arq's abort set (a request whose message was missed)."""
     if not ctx["abortable"]:
         return
     # Only this worker's running jobs are looked up, however many requests the set holds.

@@ -8,7 +8,11 @@ which include the jobs already running (arq keeps them queued until they end): 1
 and records the claim's holder in the same step (``store.job_store.claim``), so a worker killed
 right after a claim leaves nothing unowned. While the queue holds more than it took, a try's end
 claims again at once (one claim at a time, taking every slot freed by then), so a backlog's next job
-starts one round trip after a slot frees, not at the next poll.
+starts one round trip after a slot frees, not at the next poll. A submit wakes the workers of its queue
+(``store/keys.py``, WAKE; the listener in ``jobs/channels.py``), which claim at once too, so a new job
+starts one message after its submit and the polls (``IFCFLOW_WOKEN_POLL_DELAY``, a quarter second by
+default) are left only jobs that come due by time: retries after their backoff, deferred jobs and
+those of dead workers.
 
 It is used only by the explicit entry point ``python -m jobs`` (``run``); ``arq jobs.WorkerSettings``
 runs arq's own ``Worker`` unchanged, which works the same, with arq's claims.
@@ -24,6 +28,7 @@ Tested with arq 0.28.0 (pyproject pins ``arq>=0.28,<0.29``). What it uses of arq
   ``sem``, ``job_counter``, ``max_jobs``, ``tasks``, ``queue_name``, ``in_progress_timeout_s``,
   ``loop``, ``ctx``, ``pool``: what ``start_jobs`` does per claimed job, as arq's own does.
 - ``main_task`` and ``allow_pick_jobs``: a claim after a try's end is skipped once arq shuts down.
+- ``ctx``: the worker's context dict, which ``on_startup`` receives: ``wake`` is put there before.
 """
 
 from __future__ import annotations
@@ -64,6 +69,8 @@ class BatchClaimWorker(arq.worker.Worker):
         self._backlog = False
         self._early_claim: asyncio.Task[None] | None = None
         self._ended_meanwhile = False
+        self._woken_meanwhile = False
+        self.ctx["wake"] = self._woken
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Claim as many due jobs as there are free slots, in one script call, and start them.
@@ -100,7 +107,20 @@ class BatchClaimWorker(arq.worker.Worker):
     def _job_done(self, _: object) -> None:
         self._release_sem_dec_counter_on_complete()
         self._claim_idle_until = 0.0
-        if not self._backlog or not self._picking():
+        if self._backlog:
+            self._claim_soon()
+
+    def _woken(self) -> None:
+        """A submit to this queue (``jobs/channels.py``): claim now. Also with no slot free, the next
+        try's end claims, as with a backlog; a pause for full services ends, since this job may be for
+        another service."""
+        self._backlog = True
+        self._claim_idle_until = 0.0
+        self._woken_meanwhile = True  # a claim under way may have scanned before this submit
+        self._claim_soon()
+
+    def _claim_soon(self) -> None:
+        if not self._picking():
             return
         if self._early_claim is not None:
             self._ended_meanwhile = True  # the claim under way may have counted before this slot freed
@@ -113,16 +133,18 @@ class BatchClaimWorker(arq.worker.Worker):
         return self.allow_pick_jobs and main is not None and not main.done() and not main.cancelling()
 
     async def _claim_after_try_end(self) -> None:
-        """Fill the slots freed by tries' ends now, not at the next poll: a backlog's next job starts
-        one round trip after a slot frees, as a blocking pop's would. Coalesced: at most one such claim
-        runs at a time, and it takes every slot freed by then; ends during it make it go once more."""
+        """Fill the slots freed by tries' ends, or take a submitted job, now, not at the next poll: a
+        backlog's next job starts one round trip after a slot frees, as a blocking pop's would.
+        Coalesced: at most one such claim runs at a time, and it takes every slot freed by then; ends
+        and wake-ups during it make it go once more."""
         try:
             while True:
-                self._ended_meanwhile = False
+                self._ended_meanwhile = self._woken_meanwhile = False
                 # Let the other tries ending in this loop turn free their slots first: one claim for all.
                 await asyncio.sleep(0)
                 await self._claim_free_slots()
-                if not (self._ended_meanwhile and self._backlog and self._picking()):
+                again = self._woken_meanwhile or (self._ended_meanwhile and self._backlog)
+                if not (again and self._picking()):
                     return
         except asyncio.CancelledError:
             raise
@@ -143,7 +165,9 @@ class BatchClaimWorker(arq.worker.Worker):
 
 
 def run(settings_cls: type, **overrides: Any) -> BatchClaimWorker:
-    """Run ``BatchClaimWorker`` with a ``WorkerSettings`` class, as ``arq.worker.run_worker`` does."""
-    worker = BatchClaimWorker(**{**arq.worker.get_kwargs(settings_cls), **overrides})
+    """Run ``BatchClaimWorker`` with a ``WorkerSettings`` class, as ``arq.worker.run_worker`` does,
+    polling every ``IFCFLOW_WOKEN_POLL_DELAY``: submits wake it."""
+    kwargs = {**arq.worker.get_kwargs(settings_cls), "poll_delay": get_settings().woken_poll_delay, **overrides}
+    worker = BatchClaimWorker(**kwargs)
     worker.run()
     return worker

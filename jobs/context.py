@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypedDict
 
@@ -42,7 +43,10 @@ class WorkerContext(TypedDict, total=False):
     # the operations running now, by job id, and those asked to abort (jobs/aborts.py)
     abortable: dict[str, asyncio.Task[Any]]
     aborted: set[str]
-    abort_listener: asyncio.Task[None]
+    # the pubsub listener of aborts and wake-ups (jobs/channels.py)
+    listener: asyncio.Task[None]
+    # set by ``python -m jobs``'s worker before on_startup: a submit to its queue claims at once
+    wake: Callable[[], None]
     # per try (jobs/hooks.py): what its start read, when it started, and how the job function ended it
     job: JobStart
     try_started: float

@@ -48,7 +48,7 @@ async def _hold_service_slot(ctx: WorkerContext, op: Operation, started: float) 
     start = ctx.get("job")
     if start is not None and start.slot == "expired":
         raise _waited_too_long(service, limit_s)
-    if start is not None and start.slot == "held":
+    if start is not None and start.slot in ("held", "free"):
         return
     # The job's own time limit covers the wait; give up just before arq would cancel the try.
     deadline, pause = started + limit_s - 1.0, 0.05

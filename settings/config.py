@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     shutdown_wait: int = Field(30, ge=0)
     # An idle poll is one Redis command, so 20 ms means jobs start within ~20 ms for ~50 commands/s.
     poll_delay: float = Field(0.02, gt=0, le=10, description="seconds between a worker's queue polls")
+    # ``python -m jobs`` is woken by every submit (store/keys.py, WAKE), so its polls find only jobs come
+    # due by time (retries after backoff, deferred jobs, those of dead workers): they can be rarer.
+    woken_poll_delay: float = Field(0.25, gt=0, le=10,
+                                    description="seconds between queue polls of a `python -m jobs` worker")
     # Seconds a waiting job is moved ahead per priority level; also how long a low job can be
     # overtaken by normal ones (and a normal one by high ones) before it is served first.
     priority_aging: float = Field(600.0, gt=0, le=21600)

@@ -140,10 +140,11 @@ def _create_call(settings: Settings, job: NewJob) -> tuple[list[str], list[Any]]
     return (
         [keys.job_meta(job.job_id), keys.ARQ_JOB + job.job_id, keys.ARQ_RESULT + job.job_id, queue,
          keys.RECENT_JOBS, keys.STATS_COUNTS, keys.fair_index(queue, job.project), keys.fair_projects(queue),
-         keys.STATS_PROJECT_COUNTS],
+         keys.STATS_PROJECT_COUNTS, keys.wake_flag(queue)],
         [print_, _record_ttl(settings, op, score - now), _payload(op, job.request, job.request_id, now),
          score - now + expires_extra_ms, score, job.job_id, now_us, f"{op.value}:enqueued", _trims(job.job_id),
-         keys.RECENT_JOBS_MAX, _pack_fields(record), job.project],
+         keys.RECENT_JOBS_MAX, _pack_fields(record), job.project, "" if deferred else keys.wake_channel(queue),
+         keys.WAKE_FLAG_TTL_MS],
     )
 
 
@@ -241,9 +242,9 @@ async def requeue(redis: Redis, settings: Settings, job_id: str) -> str:
         redis,
         [keys.job_meta(job_id), queue, keys.ARQ_JOB + job_id,
          keys.ARQ_RESULT + job_id, keys.ARQ_RETRY + job_id, keys.ARQ_IN_PROGRESS + job_id, keys.ARQ_ABORT,
-         keys.STATS_COUNTS, keys.fair_projects(queue), keys.STATS_PROJECT_COUNTS],
+         keys.STATS_COUNTS, keys.fair_projects(queue), keys.STATS_PROJECT_COUNTS, keys.wake_flag(queue)],
         [job_id, now, _record_ttl(settings, op, 0), payload, expires_extra_ms, score, f"{op.value}:enqueued",
-         "queued", "", keys.fair_index_prefix(queue)],
+         "queued", "", keys.fair_index_prefix(queue), keys.wake_channel(queue), keys.WAKE_FLAG_TTL_MS],
     )
     return str(outcome.decode())
 
@@ -288,7 +289,7 @@ async def claim(
     (``store/lua/claim.lua``); inside a project jobs go in queue order."""
     claimed = await scripts.CLAIM(
         redis, [queue, keys.worker_jobs(worker_id), keys.fair_projects(queue), keys.fair_served(queue),
-                keys.fair_counter(queue)],
+                keys.fair_counter(queue), keys.wake_flag(queue)],
         [now_ms(), in_progress_ms, free, worker_id, CLAIM_SCAN, keys.ARQ_IN_PROGRESS, keys.JOB_META,
          keys.SERVICE_SLOTS, keys.SERVICE_CAPACITY, CLAIM_PASS_OVER, keys.fair_index_prefix(queue),
          int(settings.priority_aging * 1000), keys.PROJECT_RUNNING, *_in_flight_limits(settings),
@@ -306,7 +307,8 @@ class JobStart:
     queued_since_ms: int  # submit time, or due time of a deferred job
     request_id: str | None
     hooks: dict[str, str]  # callback_url, workflow_id, cache: those set
-    # The service slot the claim took: "held", "expired" (waited past the time limit), "" (none yet).
+    # The service slot the claim took: "held", "free" (its service has no known capacity, nothing to
+    # take), "expired" (waited past the time limit), "" (none yet: arq's own claims).
     slot: str = ""
     busy_tries: int = 0  # tries that only found the service busy: they do not count as tries
     busy_since_ms: int | None = None

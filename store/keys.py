@@ -55,6 +55,23 @@ SCHEDULE_SLOT = "ifcflow:schedule-slot:"
 # (arq's own abort check would cost every idle poll of every worker two more commands).
 ABORT_CHANNEL = "ifcflow:abort"
 
+# Wake-ups of ``python -m jobs`` workers (jobs/arq_adapter.py), so a submit starts at once instead of at
+# the next poll: a submit due now raises the queue's flag and, only if it was down, publishes on the
+# queue's channel; every claim lowers it. So a burst of submits costs one message per claim round,
+# and a submit after a claim's scan always wakes the workers again. The flag expires on its own in case
+# no claim comes (no ``python -m jobs`` worker is running).
+WAKE_FLAG = "ifcflow:wake-flag:"
+WAKE_CHANNEL = "ifcflow:wake:"
+WAKE_FLAG_TTL_MS = 1000
+
+
+def wake_flag(queue: str) -> str:
+    return WAKE_FLAG + queue
+
+
+def wake_channel(queue: str) -> str:
+    return WAKE_CHANNEL + queue
+
 # Live workers, scored by last heartbeat (ms): the gateway counts live ones with one ZCOUNT.
 WORKERS = "ifcflow:workers"
 # Per-worker details (host, pid, queue, counters), expiring on their own when the worker dies.

@@ -62,7 +62,7 @@ async def test_a_slot_freed_by_a_try_end_takes_the_next_queued_job_without_waiti
 ):
     # Polls 10 s apart, 2 slots, 6 jobs queued before the worker starts: its first poll claims two, and
     # every other job must start when a try ends, long before the second poll.
-    env = {**env, "IFCFLOW_MAX_JOBS": "2", "IFCFLOW_POLL_DELAY": "10"}
+    env = {**env, "IFCFLOW_MAX_JOBS": "2", "IFCFLOW_WOKEN_POLL_DELAY": "10"}
     stub.default = Behaviour(delay=0.2)
     ids = await asyncio.gather(*(submit(api, "/ifcconvert", CONVERT) for _ in range(6)))
     worker = start_worker(env, tmp_path / "w.log", sync_redis, command=BATCH)
@@ -72,3 +72,29 @@ async def test_a_slot_freed_by_a_try_end_takes_the_next_queued_job_without_waiti
         worker.stop()
     assert {(v["status"], v["tries"]) for v in views} == {("complete", 1)}
     assert stub.max_in_flight == 2
+
+
+async def test_a_submit_wakes_an_idle_worker_which_starts_the_job_without_waiting_for_a_poll(
+    api, env, tmp_path, sync_redis, stub
+):
+    # Polls 10 s apart: a worker past its first poll finds each new job only because its submit woke it,
+    # also while its slots are full (the wake-up is kept for the next try's end) and for a requeue.
+    env = {**env, "IFCFLOW_MAX_JOBS": "1", "IFCFLOW_WOKEN_POLL_DELAY": "10"}
+    stub.default = Behaviour(delay=0.3)
+    worker = start_worker(env, tmp_path / "w.log", sync_redis, command=BATCH)
+    try:
+        first = await submit(api, "/ifcconvert", CONVERT)
+        assert (await until(api, first, timeout=5))["status"] == "complete"
+        ids = await asyncio.gather(*(submit(api, "/ifcconvert", CONVERT) for _ in range(3)))
+        views = await run_all(api, ids, timeout=6)
+        assert {(v["status"], v["tries"]) for v in views} == {("complete", 1)}
+        stub.default = Behaviour(status=400)  # a permanent failure, then a requeue that succeeds
+        failed = await submit(api, "/ifcconvert", CONVERT)
+        assert (await until(api, failed, timeout=5))["status"] == "failed"
+        stub.default = Behaviour(delay=0.0)
+        response = await api.post(f"/jobs/{failed}/requeue")
+        assert response.status_code == 202, response.text
+        assert (await until(api, failed, ("complete",), timeout=5))["status"] == "complete"
+    finally:
+        worker.stop()
+    assert stub.max_in_flight == 1

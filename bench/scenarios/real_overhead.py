@@ -14,6 +14,7 @@ import time
 
 import aiohttp
 
+from bench.cpu import own_seconds
 from bench.harness import API_KEY, Harness
 from bench.ifc_service import TIMEOUT, fresh_copy, model, service_seconds, start_services
 from bench.procs import REPO, BenchError
@@ -78,20 +79,27 @@ async def run(h: Harness) -> Section:
     pipeline: list[float] = []
     direct: list[float] = []
     inside: list[float | None] = []  # the IFC service's own seconds for each pipeline job
+    # CPU seconds each process beside the convert's child spent during each pipeline round
+    beside: dict[str, list[float]] = {"gateway": [], "worker": [], "redis": [], "service": []}
     rounds = h.rounds if h.quick else max(h.rounds, MIN_ROUNDS)
     async with h.scope() as scope:
         services, proc = await start_services(scope, h.data_dir)
         env = h.ifcflow_env(poll_delay="0.02")  # the default poll delay
         env.update({f"IFCFLOW_{s.upper()}_URL": f"{services}/{s}" for s in SERVICES})
         gateway = await scope.gateway(env)
-        await scope.ifcflow_workers(env)
+        workers = await scope.ifcflow_workers(env)
+        # The service's main process only: its children are the convert itself.
+        pids = {"gateway": gateway.proc.pid, "worker": workers[0].pid, "redis": h.redis_pid, "service": proc.pid}
         async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
             warm = fresh_copy(source, h.data_dir, "overhead-warm.ifc", 0)
             await _pipeline(session, gateway.url, warm, -1)  # warm: the service's first child, the worker's pool
             for n in range(rounds):  # alternate, so drift on the machine hits both alike
                 # Bytes of its own each round: the service's convert tessellates (a miss), as the direct one.
                 path = fresh_copy(source, h.data_dir, f"overhead-{n}.ifc", n + 1)
+                before = {name: own_seconds(pid) for name, pid in pids.items()}
                 seconds, job_id = await _pipeline(session, gateway.url, path, n)
+                for name, pid in pids.items():
+                    beside[name].append(own_seconds(pid) - before[name])
                 pipeline.append(seconds)
                 inside.append(service_seconds(proc, job_id))
                 direct.append(await _direct(h, path, n))
@@ -104,6 +112,8 @@ async def run(h: Harness) -> Section:
         {"case": "  of which the ifcconvert service's own time (same jobs)", "seconds": median(inside),
          "vs_direct": None},
         {"case": "  pipeline / the service's own time, per job", "seconds": None, "vs_direct": own},
+        *({"case": f"  CPU s of the {name} process during a pipeline job (not wall)", "seconds": median(v),
+           "vs_direct": None} for name, v in beside.items()),
     ]
     section.targets = [f"pipeline <= {TARGET}x the direct convert: {h.judge(None if rel is None else rel <= TARGET)}"]
     section.notes = [
@@ -117,5 +127,5 @@ async def run(h: Harness) -> Section:
         " finished .glb,"
         " after the imports (the service's children fork from a process that has them)",
     ]
-    section.raw = {"pipeline": pipeline, "direct": direct, "service": inside}
+    section.raw = {"pipeline": pipeline, "direct": direct, "service": inside, "cpu_beside": beside}
     return section

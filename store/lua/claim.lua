@@ -20,7 +20,8 @@
 -- that still exist: arq deletes a try's key at its end however it ends (complete, failure, retry, abort)
 -- and a reap deletes those of a dead worker, so no script has to keep a count in step.
 -- KEYS: 1 queue, 2 this worker's set of held jobs, 3 projects with waiting jobs, 4 last served per
---       project, 5 the served counter
+--       project, 5 the served counter, 6 the queue's wake flag (store/keys.py, WAKE): lowered first, so a
+--       submit after this scan wakes the workers again
 -- ARGV: 1 now (ms), 2 in-progress TTL (ms), 3 free slots, 4 worker id, 5 most queue entries to read,
 --       6 arq's in-progress key prefix, 7 record key prefix, 8 slot set key prefix, 9 capacity hash,
 --       10 most entries to pass over for full services, 11 project index key prefix, 12 priority aging
@@ -29,6 +30,7 @@
 --       service, time limit ms) triples
 -- Returns how many queued jobs it passed over for full services (and one per project at its in-flight
 -- limit with due jobs), then the claimed ids, each followed by its score.
+redis.call('DEL', KEYS[6])
 local now, limit, cap = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[5])
 local skip_cap, aging = tonumber(ARGV[10]), tonumber(ARGV[12])
 local running_prefix, record_prefix = ARGV[6], ARGV[7]
@@ -55,7 +57,8 @@ local function held(service)
 end
 
 -- fields: operation, enqueued_at, due_at, busy_since, priority (and project). Returns the slot the job
--- would take ('held', 'expired', 'wait' for a full service, nil for none) and its service.
+-- would take ('held', 'expired', 'wait' for a full service, 'free' for a service of no known capacity:
+-- nothing to take, so the try need not ask; nil for no operation) and its service.
 local function slot_of(fields)
   local service = fields[1] and service_of[fields[1]]
   if service and capacity[service] and capacity[service] > 0 then
@@ -64,6 +67,7 @@ local function slot_of(fields)
     if now - since >= limit_of[fields[1]] then return 'expired', service end
     return 'wait', service
   end
+  if service then return 'free', service end
   return nil, service
 end
 

@@ -1,10 +1,11 @@
 -- Run a failed or aborted job again under its id: the first of many concurrent callers wins. It goes
 -- into its project's index too ('default' for a record from before projects).
 -- KEYS: 1 record, 2 queue, 3 arq job, 4 arq result, 5 arq retry, 6 arq in-progress, 7 arq abort set,
---       8 stats counts, 9 the queue's projects with waiting jobs, 10 per-project stats counts
+--       8 stats counts, 9 the queue's projects with waiting jobs, 10 per-project stats counts, 11 the
+--       queue's wake flag
 -- ARGV: 1 job id, 2 now (ms), 3 record TTL (s), 4 arq job payload, 5 arq job TTL (ms), 6 queue score,
 --       7 stats field, 8 status (queued|deferred), 9 due (ms, '' when due now), 10 the queue's project
---       index key prefix
+--       index key prefix, 11 the queue's wake channel ('' when deferred), 12 the wake flag's TTL (ms)
 -- Returns 'requeued', 'busy' (arq still holds it), or the status that forbids it ('gone': no record).
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'failed' and status ~= 'aborted' then return status or 'gone' end
@@ -27,4 +28,5 @@ redis.call('ZADD', ARGV[10] .. project, ARGV[6], ARGV[1])
 redis.call('SADD', KEYS[9], project)
 redis.call('HINCRBY', KEYS[8], ARGV[7], 1)
 redis.call('HINCRBY', KEYS[10], project .. ':enqueued', 1)
+if ARGV[11] ~= '' and redis.call('SET', KEYS[11], '1', 'NX', 'PX', ARGV[12]) then redis.call('PUBLISH', ARGV[11], '') end
 return 'requeued'
