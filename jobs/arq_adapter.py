@@ -46,6 +46,9 @@ from store import job_store
 
 log = structlog.get_logger("jobs.worker")
 _MAX_CLAIM_BACKOFF = 0.2
+# Early claims (after a try's end or a wake-up) come at most this often: a lone submit is claimed at
+# once, a burst of them in batches, as a poll would take them, instead of one small claim per submit.
+_CLAIM_GAP = 0.01
 
 USED_METHODS = ("start_jobs", "finish_job", "finish_failed_job", "run_job", "_release_sem_dec_counter_on_complete")
 USED_ATTRIBUTES = (
@@ -70,6 +73,7 @@ class BatchClaimWorker(arq.worker.Worker):
         self._early_claim: asyncio.Task[None] | None = None
         self._ended_meanwhile = False
         self._woken_meanwhile = False
+        self._last_claim = 0.0
         self.ctx["wake"] = self._woken
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
@@ -85,6 +89,7 @@ class BatchClaimWorker(arq.worker.Worker):
             free = self.max_jobs - self.job_counter
             if free <= 0 or time.monotonic() < self._claim_idle_until:
                 return
+            self._last_claim = time.monotonic()
             worker_id = self.ctx["worker_id"]
             in_progress_ms = int(self.in_progress_timeout_s * 1000)
             claimed = await job_store.claim(self.pool, get_settings(), self.queue_name, worker_id, free, in_progress_ms)
@@ -140,8 +145,9 @@ class BatchClaimWorker(arq.worker.Worker):
         try:
             while True:
                 self._ended_meanwhile = self._woken_meanwhile = False
-                # Let the other tries ending in this loop turn free their slots first: one claim for all.
-                await asyncio.sleep(0)
+                # Let the other tries ending in this loop turn free their slots first (and, in a burst,
+                # the submits of the next few milliseconds arrive): one claim for all.
+                await asyncio.sleep(max(self._last_claim + _CLAIM_GAP - time.monotonic(), 0.0))
                 await self._claim_free_slots()
                 again = self._woken_meanwhile or (self._ended_meanwhile and self._backlog)
                 if not (again and self._picking()):

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from bench.cpu import cpu_seconds
 from bench.harness import API_KEY, Harness
-from bench.jobs import CONVERT, MAX_JOBS, enqueue_arq, failed_arq, new_ids
+from bench.jobs import CONVERT, MAX_JOBS, enqueue_arq, enqueue_ifcflow, failed_arq, new_ids
 from bench.loadgen import json_request, send_many
 from bench.peers.measure import Round, ahead, peers_of, timed_round
 from bench.procs import BenchError
@@ -53,13 +53,13 @@ async def _raw_round(h: Harness, watcher: KeyWatcher) -> tuple[float, float]:
 
 
 async def _direct_round(h: Harness, watcher: KeyWatcher) -> tuple[float, float]:
-    """ifcflow's worker fed as the peers are: jobs enqueued straight into its queue, no gateway."""
+    """ifcflow's worker fed as the peers are: jobs enqueued straight into its queue by its store's own
+    enqueue (``store.job_store.create``, as the peers' by their clients), no gateway."""
     s = h.sizes
     ids = new_ids(s.overhead_jobs)
     watcher.expect(set(ids))
     start = time.perf_counter()
-    await enqueue_arq(h.arq, "ifcconvert", ids, {"request": CONVERT, "request_id": None},
-                      concurrency=s.overhead_clients)
+    await enqueue_ifcflow(h.arq, ids, concurrency=s.overhead_clients)
     submitted = time.perf_counter()
     last = await watcher.wait(within=120)
     if await failed_arq(h.arq, ids):
@@ -144,7 +144,7 @@ async def run(h: Harness) -> Section:
     )
     if peers:
         section.rows.append(
-            {"case": "ifcflow: enqueued into arq as the peers are -> worker -> stand-in service",
+            {"case": "ifcflow: job_store.create, as the peers are fed -> worker -> stand-in service",
              "system": "ifcflow-direct", "jobs": s.overhead_jobs, "jobs_s": direct_rate,
              "vs_raw": ratio(direct_rate, raw_rate), "submit_s": median([r[1] for r in direct]),
              "cpu_ms_job": median(cpu["direct"])},
