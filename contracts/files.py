@@ -115,19 +115,7 @@ def output_path(service: str, rel: str) -> str:
 def resolve_output(data_dir: Path, service: str, rel: str) -> str | None:
     """The data-dir-relative path an output is written to, or None when it would leave
     ``output/<service>/``, names a folder, or runs through an existing file."""
-    root = data_root(data_dir)
-    folder = f"output/{service}"
-    path = output_path(service, rel)
-    try:
-        real = os.path.realpath(os.path.join(root, path))
-        if not inside(os.path.join(root, folder), real):
-            return None
-        is_dir = stat.S_ISDIR(os.lstat(real).st_mode)
-    except FileNotFoundError:  # not there yet: it (and any missing folder above it) is made by the service
-        return path
-    except (OSError, ValueError):  # below an existing file (ENOTDIR), or a name too long to ever be made
-        return None
-    return None if is_dir else path
+    return _checked_output(data_dir, service, output_path(service, rel), folder_wanted=False)
 
 
 def output_dir_path(service: str, rel: str) -> str:
@@ -141,19 +129,23 @@ def resolve_output_dir(data_dir: Path, service: str, rel: str) -> str | None:
     ``output_dir``), or None when it would leave ``output/<service>/`` or is, or runs through, a file.
 
     Unlike an output file's, the folder may exist already: a recipe run again writes into it again."""
+    return _checked_output(data_dir, service, output_dir_path(service, rel), folder_wanted=True)
+
+
+def _checked_output(data_dir: Path, service: str, path: str, *, folder_wanted: bool) -> str | None:
+    """``path`` when it stays in ``output/<service>/`` and is not there yet or is what is wanted (a
+    file or a folder); else None."""
     root = data_root(data_dir)
-    folder = f"output/{service}"
-    path = output_dir_path(service, rel)
     try:
         real = os.path.realpath(os.path.join(root, path))
-        if not inside(os.path.join(root, folder), real):
+        if not inside(os.path.join(root, f"output/{service}"), real):
             return None
         is_dir = stat.S_ISDIR(os.lstat(real).st_mode)
-    except FileNotFoundError:  # not there yet: the service makes it (and any missing folder above it)
+    except FileNotFoundError:  # not there yet: it (and any missing folder above it) is made by the service
         return path
     except (OSError, ValueError):  # below an existing file (ENOTDIR), or a name too long to ever be made
         return None
-    return path if is_dir else None
+    return path if is_dir == folder_wanted else None
 
 
 def normalize_paths(model: BaseModel, data_dir: Path, service: str) -> None:
