@@ -32,7 +32,10 @@ def test_the_geometry_and_real_overhead_scenarios_run_at_quick_size(tmp_path: Pa
     assert all(r["speedup"] > 0 for r in geometry["rows"] if r["baseline"] != "-")
     assert geometry["raw"]["threads"][0]["threads"] == 2  # a lone job on 2 free slots gets both cores
     overhead = sections["ifc_overhead"]
-    direct, pipeline, service, per_job = overhead["rows"]
+    direct, pipeline, service, per_job, *beside = overhead["rows"]
     assert direct["vs_direct"] == 1.0 and pipeline["vs_direct"] > 0 and per_job["vs_direct"] > 0
     assert 0 < service["seconds"] <= pipeline["seconds"]  # the service's own time is part of the job's
+    # The CPU of each process beside the convert's child, per pipeline job: each measured, none of it wall.
+    assert [r["case"].split(" the ")[1].split()[0] for r in beside] == ["gateway", "worker", "redis", "service"]
+    assert all(0 <= r["seconds"] < pipeline["seconds"] * 2 for r in beside)
     assert geometry["targets"] and overhead["targets"]
