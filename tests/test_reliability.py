@@ -98,7 +98,8 @@ async def test_sigterm_past_the_wait_hands_the_job_back_for_the_next_worker(api,
 async def test_requeue_after_an_abort_runs_the_job_instead_of_aborting_it_again(api, worker, stub, sync_redis):
     stub.will("/ifcconvert", Behaviour(delay=30))
     job_id = await submit(api)
-    await until(api, job_id, {"in_progress"})
+    # The call under way, not just the claim: an abort before it would leave the 30 s answer to the requeue.
+    await eventually(lambda: stub.in_flight, what="the first try's service call")
     await api.delete(f"/jobs/{job_id}")
     assert (await until(api, job_id, TERMINAL))["status"] == "aborted"
     # arq issue 485: an abort request left in arq:abort cancels a later job with the same id.
